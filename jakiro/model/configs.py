@@ -1,0 +1,106 @@
+"""The draft head's configuration: architecture, the base model it belongs to, and its method."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import CheckpointError, ConfigError
+from ..version import __version__
+
+METHODS = ("jakiro", "eagle2", "jakiro_star", "kangaroo")
+
+
+def base_fingerprint(base_config) -> str:
+    """A short hash of the base model's architecture; a head refuses a base with another fingerprint."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "vocab_size", "intermediate_size")
+    blob = json.dumps({k: getattr(base_config, k, None) for k in keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class DraftConfig:
+    """Everything needed to rebuild a draft head; written as ``config.json`` beside its weights."""
+
+    hidden_size: int
+    vocab_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    num_experts: int = 2
+    expert_intermediate_size: int | None = None
+    contrastive: bool = True
+    fc_bias: bool = True
+    draft_vocab_size: int | None = None
+    method: str = "jakiro"
+    base_model: str = ""
+    base_fingerprint: str = ""
+    library_version: str = __version__
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.expert_intermediate_size is None:
+            self.expert_intermediate_size = self.hidden_size
+        if self.num_experts < 1:
+            raise ConfigError(f"num_experts must be >= 1, got {self.num_experts}")
+        if self.contrastive and self.num_experts < 2:
+            raise ConfigError("the contrastive branch needs num_experts >= 2: pass contrastive=False for 1 expert")
+        if self.draft_vocab_size is not None and not 0 < self.draft_vocab_size <= self.vocab_size:
+            raise ConfigError(f"draft_vocab_size must be in 1..{self.vocab_size}, got {self.draft_vocab_size}")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+
+    @classmethod
+    def from_base_config(cls, base_config, **options) -> "DraftConfig":
+        """Derive the head's shapes from a `transformers` config; ``options`` override the defaults."""
+        heads = base_config.num_attention_heads
+        rope = getattr(base_config, "rope_parameters", None) or {}
+        theta = rope.get("rope_theta", getattr(base_config, "rope_theta", 10000.0)) if isinstance(rope, dict) else 10000.0
+        values = dict(
+            hidden_size=base_config.hidden_size,
+            vocab_size=base_config.vocab_size,
+            num_attention_heads=heads,
+            num_key_value_heads=getattr(base_config, "num_key_value_heads", None) or heads,
+            head_dim=getattr(base_config, "head_dim", None) or base_config.hidden_size // heads,
+            rope_theta=float(theta),
+            rms_norm_eps=getattr(base_config, "rms_norm_eps", 1e-6),
+            base_model=str(getattr(base_config, "name_or_path", "")),
+            base_fingerprint=base_fingerprint(base_config),
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"unknown draft option(s) {sorted(unknown)}: known are {sorted(known)}")
+        values.update(options)
+        if values.get("num_experts") == 1 and "contrastive" not in options:
+            values["contrastive"] = False
+        if "method" not in options:
+            values["method"] = "jakiro" if values.get("contrastive", True) else "eagle2"
+        return cls(**values)
+
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / "config.json"
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "DraftConfig":
+        path = Path(folder) / "config.json"
+        if not path.is_file():
+            raise CheckpointError(f"draft head {str(folder)!r} has no config.json: pass a folder written by save_pretrained")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path} is not valid JSON ({err}): re-export the head") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} is not a JSON object: it is not a jakiro draft config")
+        known = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls)
+                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise CheckpointError(f"{path} lacks {missing}: it is not a jakiro draft config")
+        return cls(**{k: v for k, v in data.items() if k in known})

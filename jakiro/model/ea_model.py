@@ -1,0 +1,150 @@
+"""`EaModel`: a base causal LM from `transformers` plus a draft head, with lossless speculative decoding."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..base_models import load_base_model, parse_dtype
+from ..errors import ConfigError
+from .budget import choose_total_token
+from .cnets import JakiroDraftModel, init_weights
+from .configs import DraftConfig
+from .drafter import Drafter
+from .generation import (GenerationStats, autoregressive_stream, check_prompt, plan_capacity,
+                         speculative_stream)
+from .sampling import SamplingConfig, TokenSampler
+from .target import TargetRunner
+from .tree_drafter import TreeDrafter
+
+
+def stop_token_ids(model: nn.Module) -> set[int]:
+    """The ids `generate` would stop on: the generation config's EOS (one or several), else the config's."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+class EaModel(nn.Module):
+    """Base model + draft head. ``total_token`` counts the root; ``-1`` picks it by timing this device."""
+
+    def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
+                 depth: int = 5, top_k: int = 10, cepd: bool | None = None, legacy_cepd_alignment: bool = False):
+        super().__init__()
+        self.base_model = base_model
+        self.ea_layer = ea_layer
+        self.tokenizer = tokenizer
+        self.depth, self.top_k, self.cepd, self.legacy_cepd_alignment = depth, top_k, cepd, legacy_cepd_alignment
+        self.budget_timings: dict[int, float] = {}
+        if total_token == -1:
+            total_token, self.budget_timings = choose_total_token(base_model)
+        self.total_token = total_token
+        self._target = TargetRunner(base_model)
+        self.drafter = self.make_drafter()
+        self.stop_ids = stop_token_ids(base_model)
+        self.last_stats = GenerationStats()
+
+    # -- construction --------------------------------------------------------------------------
+    def make_drafter(self) -> Drafter:
+        """The method's drafter; subclasses for other methods override only this (and loading)."""
+        return TreeDrafter(self.ea_layer, self.total_token, self.depth, self.top_k, self.cepd,
+                           self.legacy_cepd_alignment)
+
+    @classmethod
+    def from_pretrained(cls, base_model_path: str | os.PathLike = "smollm2-135m-instruct",
+                        ea_model_path: str | os.PathLike | None = None, total_token: int = 60, depth: int = 5,
+                        top_k: int = 10, torch_dtype: str | torch.dtype | None = None, device_map: str | None = None,
+                        **options) -> "EaModel":
+        """Load a base model (path or alias) and a draft head folder (or a shipped head's alias)."""
+        from ..heads import resolve_head_path
+
+        if ea_model_path is None:
+            raise ConfigError("ea_model_path is required: pass a draft head folder or a shipped head alias")
+        head_path = resolve_head_path(ea_model_path)
+        base, tokenizer = load_base_model(base_model_path, torch_dtype=torch_dtype, device_map=device_map)
+        head = JakiroDraftModel.from_pretrained(head_path, base_model=base)
+        head.to(device=base.get_output_embeddings().weight.device, dtype=base.dtype)
+        head.eval()
+        return cls(base, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, **options)
+
+    @classmethod
+    def from_base_model(cls, base_model: nn.Module, tokenizer=None, total_token: int = 60, depth: int = 5,
+                        top_k: int = 10, seed: int | None = None, cepd: bool | None = None,
+                        legacy_cepd_alignment: bool = False, **draft_options) -> "EaModel":
+        """Wrap a loaded base model with a randomly initialised head (tests, training from scratch)."""
+        config = DraftConfig.from_base_config(base_model.config, **draft_options)
+        if seed is not None:
+            torch.manual_seed(seed)
+        head = JakiroDraftModel(config)
+        init_weights(head)
+        head.bind_base(base_model)
+        head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
+        head.eval()
+        return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, cepd=cepd,
+                   legacy_cepd_alignment=legacy_cepd_alignment)
+
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.base_model.config, "max_position_embeddings", 2048))
+
+    # -- generation ----------------------------------------------------------------------------
+    def _setup(self, input_ids, temperature, top_p, top_k, max_new_tokens, max_length, tree_tokens):
+        sampler = TokenSampler(SamplingConfig(temperature, top_p, top_k))
+        input_ids = check_prompt(input_ids)
+        limit = self.context_length if max_length is None else int(max_length)
+        capacity = plan_capacity(input_ids.shape[1], max_new_tokens, tree_tokens, limit)
+        self.last_stats = GenerationStats()
+        return input_ids, sampler, capacity
+
+    def ea_generate(self, input_ids: torch.Tensor, temperature: float = 0.0, top_p: float = 0.0, top_k: int = 0,
+                    max_new_tokens: int = 512, max_length: int | None = None) -> Iterator[torch.Tensor]:
+        """Speculative decoding, yielding prompt + new ids after every round (for streaming UIs).
+
+        ``self.last_stats`` is updated as it goes (rounds, accepted lengths, timings)."""
+        input_ids, sampler, capacity = self._setup(input_ids, temperature, top_p, top_k, max_new_tokens,
+                                                   max_length, self.total_token)
+        tokens: list[int] = []
+        for new in speculative_stream(self._target, self.drafter, input_ids, sampler, max_new_tokens, capacity,
+                                      self.stop_ids, self.last_stats):
+            tokens.extend(new)
+            yield self._join(input_ids, tokens)
+
+    def naive_generate(self, input_ids: torch.Tensor, temperature: float = 0.0, top_p: float = 0.0, top_k: int = 0,
+                       max_new_tokens: int = 512, max_length: int | None = None) -> Iterator[torch.Tensor]:
+        """Plain decoding with the same cache and stopping rules, yielding after every token."""
+        input_ids, sampler, capacity = self._setup(input_ids, temperature, top_p, top_k, max_new_tokens,
+                                                   max_length, 1)
+        tokens: list[int] = []
+        for new in autoregressive_stream(self._target, input_ids, sampler, max_new_tokens, capacity,
+                                         self.stop_ids, self.last_stats):
+            tokens.extend(new)
+            yield self._join(input_ids, tokens)
+
+    @staticmethod
+    def _join(input_ids: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+        return torch.cat((input_ids.cpu(), torch.tensor([tokens], dtype=torch.long)), dim=1)
+
+    def eagenerate(self, input_ids: torch.Tensor, temperature: float = 0.0, top_p: float = 0.0, top_k: int = 0,
+                   max_new_tokens: int = 512, max_length: int | None = None, log: bool = False):
+        """Prompt + new ids; with ``log=True`` returns ``(ids, new_tokens, rounds)``."""
+        ids = None
+        for ids in self.ea_generate(input_ids, temperature, top_p, top_k, max_new_tokens, max_length):
+            pass
+        return (ids, self.last_stats.new_tokens, self.last_stats.rounds) if log else ids
+
+    def naivegenerate(self, input_ids: torch.Tensor, temperature: float = 0.0, top_p: float = 0.0, top_k: int = 0,
+                      max_new_tokens: int = 512, max_length: int | None = None, log: bool = False):
+        """Plain decoding; same return convention as `eagenerate`."""
+        ids = None
+        for ids in self.naive_generate(input_ids, temperature, top_p, top_k, max_new_tokens, max_length):
+            pass
+        return (ids, self.last_stats.new_tokens, self.last_stats.rounds) if log else ids
