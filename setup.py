@@ -1,0 +1,30 @@
+"""Packaging for jakiro (metadata here; build settings in pyproject.toml)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "jakiro" / "version.py").read_text(), version)
+
+setup(
+    name="jakiro",
+    version=version["__version__"],
+    description="Lossless speculative decoding (Jakiro, Jakiro*, Kangaroo) on native transformers models",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jakiro", "jakiro.*", "jakiro_star", "jakiro_star.*", "kangaroo", "kangaroo.*"]),
+    package_data={"jakiro": ["data/*/question.jsonl", "shipped_heads/*/*", "train/configs/*.json"]},
+    include_package_data=True,
+    install_requires=[line for line in (here / "requirements.txt").read_text().splitlines()
+                      if line and not line.startswith("#")],
+    extras_require={
+        "test": ["pytest>=8", "scipy>=1.11", "playwright>=1.40"],
+        "webui": ["gradio>=5"],
+        "templates": ["fschat>=0.2.34"],
+        "plot": ["matplotlib>=3.8"],
+    },
+)
