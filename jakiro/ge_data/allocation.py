@@ -1,0 +1,173 @@
+"""Generate draft-head training data: `python -m jakiro.ge_data.allocation --help`.
+
+Splits the conversations into shards, hands shards to one worker per GPU (``--gpus 0,1``) or to
+``--num-workers`` CPU processes, and writes a manifest when all shards are done. Rerunning the
+same command resumes: finished shards are skipped. Data made with another base model is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..base_models import DEFAULT_BASE_MODEL, resolve_base_model_path
+from ..errors import ConfigError, JakiroError
+from ..model.configs import base_fingerprint
+from ..templates import TEMPLATES
+from ..version import __version__
+from .conversations import load_conversations
+from .storage import MANIFEST, list_shards, read_manifest, write_json_atomic
+from .worker import run_worker
+
+PLAN = "plan.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jakiro.ge_data.allocation",
+                                     description="Generate training data (tokens, loss masks, base-model features).")
+    parser.add_argument("--data-path", required=True, help="ShareGPT conversations: a JSON list or JSONL file")
+    parser.add_argument("--base-model-path", default=DEFAULT_BASE_MODEL, help="HF model folder or alias")
+    parser.add_argument("--outdir", required=True, help="output folder (shards + manifest.json)")
+    parser.add_argument("--max-samples", type=int, default=None, help="use the first N conversations (after shuffling)")
+    parser.add_argument("--max-length", type=int, default=2048, help="truncate conversations to this many tokens")
+    parser.add_argument("--chat-template", default=None, choices=TEMPLATES,
+                        help="default: the tokenizer's own chat template")
+    parser.add_argument("--save-layers", default="", help="extra hidden layers to save, e.g. '2' or '2,3' (Kangaroo)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="replace assistant turns with the base model's own answers (fills prompt-only items too)")
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="reply length cap with --regenerate")
+    parser.add_argument("--max-turns", type=int, default=4, help="user turns answered per conversation with --regenerate")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature with --regenerate (0 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=16, help="generation batch size with --regenerate")
+    parser.add_argument("--tokens-per-batch", type=int, default=8192, help="feature-extraction batch size in tokens")
+    parser.add_argument("--shard-size", type=int, default=64, help="conversations per shard (the unit of resume)")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids, one worker each (e.g. 0,1,2,3)")
+    parser.add_argument("--num-workers", type=int, default=1, help="CPU worker processes (without --gpus)")
+    parser.add_argument("--dtype", default=None, help="model dtype (default fp32 on CPU, bf16 on GPU)")
+    parser.add_argument("--seed", type=int, default=42, help="shuffle seed for choosing conversations")
+    parser.add_argument("--skip-invalid", action="store_true", help="skip malformed/empty conversations instead of failing")
+    return parser.parse_args(argv)
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def make_plan(args: argparse.Namespace) -> dict:
+    from transformers import AutoConfig
+
+    folder = resolve_base_model_path(args.base_model_path)
+    fingerprint = base_fingerprint(AutoConfig.from_pretrained(folder, local_files_only=True))
+    conversations, skipped = load_conversations(args.data_path, skip_invalid=args.skip_invalid)
+    order = torch.randperm(len(conversations), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    count = min(args.max_samples or len(conversations), len(conversations))
+    save_layers = sorted({int(x) for x in args.save_layers.split(",") if x.strip()})
+    for name, value in (("--max-length", args.max_length), ("--shard-size", args.shard_size),
+                        ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if args.regenerate and args.max_new_tokens >= args.max_length:
+        raise ConfigError("--max-new-tokens must be smaller than --max-length")
+    return {
+        "format_version": 1, "library_version": __version__, "outdir": str(Path(args.outdir).resolve()),
+        "data_path": str(Path(args.data_path).resolve()), "data_sha256": file_digest(args.data_path),
+        "base_model": str(args.base_model_path), "base_model_path": folder, "base_fingerprint": fingerprint,
+        "chat_template": args.chat_template, "max_length": args.max_length, "save_layers": save_layers,
+        "regenerate": args.regenerate, "max_new_tokens": args.max_new_tokens, "max_turns": args.max_turns,
+        "temperature": args.temperature, "batch_size": args.batch_size, "tokens_per_batch": args.tokens_per_batch,
+        "shard_size": args.shard_size, "seed": args.seed, "skip_invalid": args.skip_invalid, "skipped_invalid": skipped,
+        "num_conversations": count, "order": order[:count], "dtype": args.dtype,
+        "num_shards": (count + args.shard_size - 1) // args.shard_size,
+    }
+
+
+def check_resume(plan: dict, outdir: Path) -> None:
+    """Refuse to mix data made with another base model or other settings into one folder."""
+    previous = outdir / PLAN
+    if not previous.is_file():
+        return
+    import json
+
+    old = json.loads(previous.read_text())
+    if old.get("base_fingerprint") != plan["base_fingerprint"]:
+        raise ConfigError(f"{outdir} holds data made with base model {old.get('base_model')!r}: use another --outdir")
+    for key in ("data_sha256", "chat_template", "max_length", "save_layers", "regenerate", "shard_size", "seed",
+                "num_conversations", "max_new_tokens", "temperature", "max_turns"):
+        if old.get(key) != plan[key]:
+            raise ConfigError(f"{outdir} was started with {key}={old.get(key)!r}, now {plan[key]!r}: "
+                              "rerun with the same settings to resume, or use another --outdir")
+
+
+def write_manifest(plan: dict, outdir: Path) -> dict:
+    shards = list_shards(outdir)
+    conversations = sum(len(s) for s in shards)
+    tokens = sum(int(s.offsets[-1]) for s in shards)
+    manifest = {key: plan[key] for key in ("format_version", "library_version", "base_model", "base_fingerprint",
+                                           "chat_template", "max_length", "save_layers", "regenerate",
+                                           "max_new_tokens", "temperature", "data_sha256", "seed")}
+    manifest.update({"data_path": plan["data_path"], "shards": [s.path.name for s in shards],
+                     "conversations": conversations, "tokens": tokens, "torch_version": torch.__version__})
+    write_json_atomic(outdir / MANIFEST, manifest)
+    return manifest
+
+
+def run(args: argparse.Namespace) -> dict:
+    outdir = Path(args.outdir)
+    if (outdir / MANIFEST).is_file():
+        existing = read_manifest(outdir)
+        from transformers import AutoConfig
+
+        folder = resolve_base_model_path(args.base_model_path)
+        if existing.get("base_fingerprint") != base_fingerprint(AutoConfig.from_pretrained(folder, local_files_only=True)):
+            raise ConfigError(f"{outdir} holds data made with base model {existing.get('base_model')!r}: use another --outdir")
+    plan = make_plan(args)
+    outdir.mkdir(parents=True, exist_ok=True)
+    check_resume(plan, outdir)
+    write_json_atomic(outdir / PLAN, plan)
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    workers = len(gpus) or max(1, args.num_workers)
+    if workers == 1:
+        run_worker(plan, 0, 1, device=f"cuda:{gpus[0]}" if gpus else None)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        plan["threads_per_worker"] = None if gpus else threads
+        write_json_atomic(outdir / PLAN, plan)
+        processes = []
+        for index in range(workers):
+            env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+            command = [sys.executable, "-m", "jakiro.ge_data.worker", "--plan", str(outdir / PLAN),
+                       "--worker", str(index), "--num-workers", str(workers)]
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpus[index]
+                command += ["--device", "cuda"]
+            processes.append(subprocess.Popen(command, env=env))
+        failed = [p.args for p in processes if p.wait() != 0]
+        if failed:
+            raise ConfigError(f"{len(failed)} worker(s) failed (see their output above); rerun the same command to resume")
+    manifest = write_manifest(plan, outdir)
+    print(f"wrote {manifest['conversations']} conversations, {manifest['tokens']} tokens, "
+          f"{len(manifest['shards'])} shards to {outdir}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except JakiroError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Turn conversations into training shards: (optionally) regenerate replies, mask, run the base model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..base_models import load_base_model
+from ..model.configs import base_fingerprint
+from ..model.ea_model import stop_token_ids
+from ..templates import encode_with_mask
+from .conversations import Conversation, load_conversations
+from .regenerate import regenerate
+from .storage import shard_name, write_shard
+
+
+@torch.no_grad()
+def extract_features(model, samples: list[tuple[list[int], list[int]]], save_layers: list[int],
+                     tokens_per_batch: int) -> list[dict[str, torch.Tensor]]:
+    """Run the base model over each (ids, mask) and keep its final-norm hidden states (and extra layers)."""
+    device = model.get_output_embeddings().weight.device
+    decoder = model.get_decoder()
+    results: list[dict[str, torch.Tensor] | None] = [None] * len(samples)
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i][0]))
+    batch: list[int] = []
+
+    def flush() -> None:
+        width = max(len(samples[i][0]) for i in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : len(samples[i][0])] = torch.tensor(samples[i][0])
+            attention[row, : len(samples[i][0])] = 1
+        out = decoder(input_ids=ids.to(device), attention_mask=attention.to(device),
+                      output_hidden_states=bool(save_layers), use_cache=False)
+        for row, i in enumerate(batch):
+            length = len(samples[i][0])
+            sample = {"input_ids": torch.tensor(samples[i][0]), "loss_mask": torch.tensor(samples[i][1]),
+                      "hidden_state": out.last_hidden_state[row, :length].float().cpu()}
+            for layer in save_layers:
+                sample[f"hidden_state_layer{layer}"] = out.hidden_states[layer][row, :length].float().cpu()
+            results[i] = sample
+        batch.clear()
+
+    for i in order:
+        if batch and (len(batch) + 1) * len(samples[i][0]) > tokens_per_batch:
+            flush()
+        batch.append(i)
+    if batch:
+        flush()
+    return results
+
+
+def shard_conversations(plan: dict, conversations: list[Conversation], index: int) -> list[Conversation]:
+    size = plan["shard_size"]
+    return conversations[index * size:(index + 1) * size]
+
+
+def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = None, progress_position: int = 0) -> None:
+    """Process this worker's shards (round-robin), skipping those already written."""
+    outdir = Path(plan["outdir"])
+    conversations, _ = load_conversations(plan["data_path"], skip_invalid=plan["skip_invalid"])
+    conversations = [conversations[i] for i in plan["order"]]
+    todo = [i for i in range(plan["num_shards"]) if i % num_workers == worker and not (outdir / shard_name(i)).exists()]
+    if not todo:
+        return
+    model, tokenizer = load_base_model(plan["base_model_path"], torch_dtype=plan["dtype"], device_map=device)
+    stop_ids = stop_token_ids(model)
+    metadata = {"base_model": plan["base_model"], "base_fingerprint": base_fingerprint(model.config),
+                "template": str(plan["chat_template"])}
+    bar = tqdm(total=sum(len(shard_conversations(plan, conversations, i)) for i in todo), unit="conv",
+               desc=f"worker {worker}", position=progress_position, dynamic_ncols=True)
+    tokens, begin = 0, time.perf_counter()
+    for index in todo:
+        batch = shard_conversations(plan, conversations, index)
+        if plan["regenerate"]:
+            batch = regenerate(model, tokenizer, batch, plan["chat_template"], stop_ids, plan["max_new_tokens"],
+                               plan["max_length"] - plan["max_new_tokens"], plan["batch_size"], plan["max_turns"],
+                               plan["temperature"])
+        else:
+            batch = [c for c in batch if c.has_reply]
+        encoded = [encode_with_mask(tokenizer, c.messages, plan["chat_template"], stop_ids, plan["max_length"])
+                   for c in batch]
+        encoded = [e for e in encoded if sum(e[1]) > 0]
+        samples = extract_features(model, encoded, plan["save_layers"], plan["tokens_per_batch"]) if encoded else []
+        if samples:
+            tokens += write_shard(outdir / shard_name(index), samples, {**metadata, "conversations": str(len(samples))})
+        else:  # an empty shard is still a finished shard: record it so a rerun skips it
+            write_shard(outdir / shard_name(index), [{"input_ids": torch.zeros(0, dtype=torch.int32),
+                                                      "loss_mask": torch.zeros(0, dtype=torch.uint8)}],
+                        {**metadata, "conversations": "0"})
+        bar.update(len(shard_conversations(plan, conversations, index)))
+        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - begin):.0f}")
+    bar.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One data-generation worker (started by jakiro.ge_data.allocation).")
+    parser.add_argument("--plan", required=True, help="plan.json written by allocation")
+    parser.add_argument("--worker", type=int, required=True)
+    parser.add_argument("--num-workers", type=int, required=True)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    plan = json.loads(Path(args.plan).read_text())
+    if plan.get("threads_per_worker"):
+        torch.set_num_threads(plan["threads_per_worker"])
+    run_worker(plan, args.worker, args.num_workers, args.device, progress_position=args.worker)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,77 @@
+"""Training configuration: the draft architecture plus optimisation hyperparameters, from one JSON file.
+
+File layout: ``{"draft": {DraftConfig options}, "train": {TrainConfig fields}}``. Command-line
+overrides are applied on top; the resolved configuration is saved with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    lr: float = 9e-5
+    batch_size: int = 4
+    grad_accum: int = 1
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 2000
+    grad_clip_value: float = 0.5
+    v_weight: float = 1.0          # SmoothL1 on features
+    p_weight: float = 0.1          # soft cross-entropy against the base model's next-token distribution
+    contrastive_weight: float = 0.5  # the contrastive (two-ahead) branch's share of both losses
+    noise: float = 0.2             # uniform noise amplitude on input features: U(-noise/2, noise/2)
+    max_len: int = 2048
+    holdout_fraction: float = 0.05
+    eval_sequences: int = 32       # held-out conversations used for the rollout metric
+    eval_starts: int = 16          # rollout start positions per held-out conversation
+    rollout_steps: int = 5
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    draft: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_json(self) -> dict:
+        return {"draft": dict(self.draft), "train": asdict(self.train)}
+
+
+def load_run_config(path: str | Path | None, overrides: dict) -> RunConfig:
+    """Read a config file (or defaults) and apply non-None overrides (train fields or draft options)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"training config {str(path)!r} not found: pass one of jakiro/train/configs/*.json")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON (line {err.lineno}): fix the file") from None
+    unknown = set(data) - {"draft", "train", "comment"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected 'draft' and 'train'")
+    train_fields = {f.name for f in fields(TrainConfig)}
+    train_values = dict(data.get("train", {}))
+    bad = set(train_values) - train_fields
+    if bad:
+        raise ConfigError(f"{path}: unknown train option(s) {sorted(bad)}")
+    draft = dict(data.get("draft", {}))
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in train_fields:
+            train_values[key] = value
+        else:
+            draft[key] = value
+    if "betas" in train_values:
+        train_values["betas"] = tuple(train_values["betas"])
+    return RunConfig(draft=draft, train=TrainConfig(**train_values))

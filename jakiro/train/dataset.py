@@ -1,0 +1,84 @@
+"""Training samples from data shards: one conversation per item, truncated, with a train/holdout split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from ..ge_data.storage import list_shards, load_sample, read_manifest
+
+KEYS = ("input_ids", "loss_mask", "hidden_state")
+
+
+def check_data_matches_base(manifest: dict, base_config, folder: str | Path) -> None:
+    from ..model.configs import base_fingerprint
+
+    if manifest.get("base_fingerprint") != base_fingerprint(base_config):
+        raise ConfigError(f"data in {folder} was made with base model {manifest.get('base_model')!r}, whose "
+                          f"architecture differs from the base model given: regenerate the data for this base")
+
+
+class ShardDataset(Dataset):
+    """Conversations ``index[i] = (shard path, start, end)``; items hold ids, loss mask and features."""
+
+    def __init__(self, entries: list[tuple[Path, int, int]], max_len: int, extra_keys: tuple[str, ...] = ()):
+        self.entries, self.max_len, self.keys = entries, max_len, KEYS + tuple(extra_keys)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path, start, end = self.entries[index]
+        end = min(end, start + self.max_len)
+        sample = load_sample(path, start, end, self.keys)
+        sample["input_ids"] = sample["input_ids"].long()
+        sample["loss_mask"] = sample["loss_mask"].float()
+        for key in self.keys:
+            if key.startswith("hidden_state"):
+                sample[key] = sample[key].float()
+        return sample
+
+
+def split_entries(folder: str | Path, holdout_fraction: float) -> tuple[list, list, dict]:
+    """All conversations of a data folder split into train and held-out parts (the last fraction of them)."""
+    manifest = read_manifest(folder)
+    entries = []
+    for shard in list_shards(folder):
+        bounds = shard.offsets.tolist()
+        entries += [(shard.path, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 3]
+    if len(entries) < 2:
+        raise ConfigError(f"{folder} holds {len(entries)} usable conversation(s): generate more data")
+    holdout = max(1, int(round(len(entries) * holdout_fraction)))
+    return entries[:-holdout], entries[-holdout:], manifest
+
+
+def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Right-pad every field with zeros to the longest conversation; ``attention`` marks real tokens."""
+    width = max(len(item["input_ids"]) for item in batch)
+    out = {}
+    for key in batch[0]:
+        first = batch[0][key]
+        padded = first.new_zeros((len(batch), width) + tuple(first.shape[1:]))
+        for row, item in enumerate(batch):
+            padded[row, : len(item[key])] = item[key]
+        out[key] = padded
+    out["attention"] = torch.zeros(len(batch), width)
+    for row, item in enumerate(batch):
+        out["attention"][row, : len(item["input_ids"])] = 1
+    return out
+
+
+def token_frequencies(folder: str | Path, vocab_size: int) -> torch.Tensor:
+    """How often each token id occurs in the data (assistant tokens only), for the reduced draft vocabulary."""
+    counts = torch.zeros(vocab_size, dtype=torch.long)
+    from safetensors import safe_open
+
+    for shard in list_shards(folder):
+        with safe_open(str(shard.path), framework="pt") as handle:
+            ids = handle.get_tensor("input_ids").long()
+            mask = handle.get_tensor("loss_mask").bool()
+        counts += torch.bincount(ids[mask], minlength=vocab_size)[:vocab_size]
+    return counts
