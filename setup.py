@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["jakiro", "jakiro.*", "jakiro_star", "jakiro_star.*", "kangaroo", "kangaroo.*"]),
-    package_data={"jakiro": ["data/*/question.jsonl", "shipped_heads/*/*", "train/configs/*.json"]},
+    package_data={"jakiro": ["data/*/question.jsonl", "shipped_heads/*/*", "train/configs/*.json", "train/ds_config.json"]},
     include_package_data=True,
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines()
                       if line and not line.startswith("#")],

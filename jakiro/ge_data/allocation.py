@@ -108,7 +108,7 @@ def check_resume(plan: dict, outdir: Path) -> None:
                               "rerun with the same settings to resume, or use another --outdir")
 
 
-def write_manifest(plan: dict, outdir: Path) -> dict:
+def write_manifest(plan: dict, outdir: Path, complete: bool = True) -> dict:
     shards = list_shards(outdir)
     conversations = sum(len(s) for s in shards)
     tokens = sum(int(s.offsets[-1]) for s in shards)
@@ -116,7 +116,8 @@ def write_manifest(plan: dict, outdir: Path) -> dict:
                                            "chat_template", "max_length", "save_layers", "regenerate",
                                            "max_new_tokens", "temperature", "data_sha256", "seed")}
     manifest.update({"data_path": plan["data_path"], "shards": [s.path.name for s in shards],
-                     "conversations": conversations, "tokens": tokens, "torch_version": torch.__version__})
+                     "conversations": conversations, "tokens": tokens, "torch_version": torch.__version__,
+                     "complete": complete, "planned_shards": plan["num_shards"]})
     write_json_atomic(outdir / MANIFEST, manifest)
     return manifest
 
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> dict:
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     workers = len(gpus) or max(1, args.num_workers)
     if workers == 1:
-        run_worker(plan, 0, 1, device=f"cuda:{gpus[0]}" if gpus else None)
+        run_worker(plan, 0, 1, device=f"cuda:{gpus[0]}" if gpus else None,
+                   on_shard=lambda: write_manifest(plan, outdir, complete=False))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         plan["threads_per_worker"] = None if gpus else threads

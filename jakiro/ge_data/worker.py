@@ -62,8 +62,12 @@ def shard_conversations(plan: dict, conversations: list[Conversation], index: in
     return conversations[index * size:(index + 1) * size]
 
 
-def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = None, progress_position: int = 0) -> None:
-    """Process this worker's shards (round-robin), skipping those already written."""
+def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = None, progress_position: int = 0,
+               on_shard=None) -> None:
+    """Process this worker's shards (round-robin), skipping those already written.
+
+    ``on_shard`` is called after each finished shard (the single-process run refreshes the manifest
+    there, so training can start on partial data)."""
     outdir = Path(plan["outdir"])
     conversations, _ = load_conversations(plan["data_path"], skip_invalid=plan["skip_invalid"])
     conversations = [conversations[i] for i in plan["order"]]
@@ -95,6 +99,8 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
             write_shard(outdir / shard_name(index), [{"input_ids": torch.zeros(0, dtype=torch.int32),
                                                       "loss_mask": torch.zeros(0, dtype=torch.uint8)}],
                         {**metadata, "conversations": "0"})
+        if on_shard is not None:
+            on_shard()
         bar.update(len(shard_conversations(plan, conversations, index)))
         bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - begin):.0f}")
     bar.close()

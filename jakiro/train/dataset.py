@@ -45,6 +45,9 @@ class ShardDataset(Dataset):
 def split_entries(folder: str | Path, holdout_fraction: float) -> tuple[list, list, dict]:
     """All conversations of a data folder split into train and held-out parts (the last fraction of them)."""
     manifest = read_manifest(folder)
+    if not manifest.get("complete", True):
+        print(f"warning: {folder} is still being generated; training on the {len(manifest.get('shards', []))} "
+              f"finished shard(s) of {manifest.get('planned_shards')}")
     entries = []
     for shard in list_shards(folder):
         bounds = shard.offsets.tolist()

@@ -147,6 +147,7 @@ def train(args: argparse.Namespace) -> Path:
                                    steps_per_epoch * cfg.epochs)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
+    deepspeed = accelerator.distributed_type.name == "DEEPSPEED"
     first_epoch = 0
     if args.resume:
         progress = json.loads((out / PROGRESS).read_text())
@@ -164,7 +165,7 @@ def train(args: argparse.Namespace) -> Path:
             with accelerator.accumulate(model):
                 loss, parts = draft_loss(model, batch, cfg, noise, raw.head_weight, raw.config.contrastive)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients and not deepspeed:  # DeepSpeed clips by norm (ds_config.json)
                     accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip_value)
                 optimizer.step()
                 scheduler.step()
