@@ -1,0 +1,144 @@
+"""Answer questions turn by turn with any engine and write FastChat-readable answer records.
+
+Each turn is appended to the conversation (the decoded answer becomes the assistant message) and
+the next prompt is rebuilt with the tokenizer's chat template, as FastChat does. Every question
+is seeded from ``seed`` alone, so a resumed or re-sliced run reproduces the same sampling.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..chat import prompt_ids
+from ..errors import ConfigError
+from ..model.sampling import SamplingConfig
+from .engines import Engine, TurnResult
+from .files import append_jsonl, read_jsonl, tidy_answer_file
+from .questions import Question
+
+# Settings whose change makes old answers incomparable; checked before resuming a file.
+RESUME_KEYS = ("engine", "temperature", "top_p", "top_k", "max_new_token", "total_token", "depth", "top_k_tree",
+               "seed", "dtype", "base_model", "head_sha256", "bench")
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What every question is generated with."""
+
+    sampling: SamplingConfig
+    max_new_tokens: int
+    seed: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a generation may touch (torch, CUDA, Python, NumPy)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % (2 ** 32))
+    except ImportError:  # numpy is a dependency, but the seed must not be why a run fails
+        pass
+
+
+def decode_answer(tokenizer, tokens: list[int], stop_ids: set[int]) -> str:
+    """Answer text: stop ids and special tokens dropped, surrounding whitespace stripped."""
+    return tokenizer.decode([t for t in tokens if t not in stop_ids], skip_special_tokens=True).strip()
+
+
+def new_choice() -> dict:
+    return {"index": 0, "turns": [], "new_tokens": [], "rounds": [], "wall_time": [], "accept_lengths": [],
+            "prompt_tokens": [], "prefill_time": [], "draft_time": [], "verify_time": []}
+
+
+def add_turn(choice: dict, text: str, result: TurnResult) -> None:
+    choice["turns"].append(text)
+    choice["new_tokens"].append(len(result.tokens))
+    choice["rounds"].append(result.rounds)
+    choice["wall_time"].append(result.wall_time)
+    choice["accept_lengths"].append(result.accept_lengths)
+    choice["prompt_tokens"].append(result.prompt_tokens)
+    choice["prefill_time"].append(result.prefill_time)
+    choice["draft_time"].append(result.draft_time)
+    choice["verify_time"].append(result.verify_time)
+
+
+def answer_question(engine: Engine, tokenizer, question: Question, plan: GenerationPlan) -> dict:
+    """All turns of one question in one conversation; returns the FastChat ``choice`` with per-turn stats."""
+    seed_everything(plan.seed)
+    messages: list[dict[str, str]] = []
+    choice = new_choice()
+    for turn in question.turns:
+        messages.append({"role": "user", "content": turn})
+        result = engine.generate(prompt_ids(tokenizer, messages), plan.sampling, plan.max_new_tokens)
+        text = decode_answer(tokenizer, result.tokens, engine.stop_ids)
+        add_turn(choice, text, result)
+        messages.append({"role": "assistant", "content": text})
+    return choice
+
+
+def answer_record(question: Question, model_id: str, choice: dict, meta: dict) -> dict:
+    """One answer line: FastChat's keys plus the category and this run's ``meta`` block."""
+    return {"question_id": question.question_id, "answer_id": uuid.uuid4().hex[:22], "model_id": model_id,
+            "category": question.category, "choices": [choice], "tstamp": time.time(), "meta": meta}
+
+
+def warm_up(engine: Engine, tokenizer, question: Question, plan: GenerationPlan, passes: int) -> None:
+    """Untimed passes over one question, so kernels, caches and allocators are warm before timing."""
+    for _ in range(passes):
+        answer_question(engine, tokenizer, question, plan)
+
+
+def check_resumable(path: Path, settings: dict) -> set:
+    """Question ids already answered in ``path``; refuses a file written with other settings."""
+    if not path.exists():
+        return set()
+    done = set()
+    for record in read_jsonl(path):
+        old = (record.get("meta") or {}).get("settings") or {}
+        changed = [f"{key}: {old.get(key)!r} -> {settings.get(key)!r}" for key in RESUME_KEYS
+                   if key in old and old.get(key) != settings.get(key)]
+        if changed:
+            raise ConfigError(f"answer file {str(path)!r} was written with other settings ({'; '.join(changed)}): "
+                              "pass another --answer-file or delete it")
+        done.add(record.get("question_id"))
+    return done
+
+
+def run_answers(engine: Engine, tokenizer, questions: list[Question], answer_file: str | Path, model_id: str,
+                meta: dict, plan: GenerationPlan, warmup: int = 1, progress: bool = True) -> int:
+    """Answer the questions not yet in ``answer_file``, appending one flushed line each; returns how many."""
+    from tqdm import tqdm
+
+    path = Path(answer_file)
+    done = check_resumable(path, meta.get("settings", {}))
+    todo = [q for q in questions if q.question_id not in done]
+    if todo and warmup > 0:
+        warm_up(engine, tokenizer, todo[0], plan, warmup)
+    for question in tqdm(todo, desc=model_id, unit="question", disable=not progress):
+        append_jsonl(path, answer_record(question, model_id, answer_question(engine, tokenizer, question, plan), meta))
+    tidy_answer_file(path)
+    return len(todo)
+
+
+def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
+    """The auto tree budget (and its timings) an existing answer file was generated with, if any.
+
+    A resumed ``--total-token -1`` run reuses it: timing again could pick another budget and make
+    the old and new answers incomparable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    for record in read_jsonl(path):
+        meta = record.get("meta") or {}
+        settings = meta.get("settings") or {}
+        if settings.get("total_token_requested") == -1 and isinstance(settings.get("total_token"), int):
+            return settings["total_token"], dict(meta.get("budget_timings") or {})
+    return None

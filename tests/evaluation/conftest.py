@@ -1,0 +1,48 @@
+"""Fixtures for the evaluation tests: a tiny base model folder, draft heads for it, and question files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.tiny_models import build_tiny_tokenizer, save_tiny_base, save_tiny_head
+
+QUESTIONS = [
+    {"question_id": 1, "category": "writing", "turns": ["write a short poem about the sea", "now make it rhyme"]},
+    {"question_id": 2, "category": "math", "turns": ["what is two plus two", "explain your answer step by step please"]},
+]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """``base`` (answers run to max length), ``jakiro`` and ``eagle2`` head folders. Read-only."""
+    root = tmp_path_factory.mktemp("eval-models")
+    base = save_tiny_base(root / "base")
+    return {"base": base, "jakiro": save_tiny_head(base, root / "jakiro-head"),
+            "eagle2": save_tiny_head(base, root / "eagle2-head", num_experts=1)}
+
+
+@pytest.fixture(scope="session")
+def question_file(tmp_path_factory) -> Path:
+    """Two multi-turn questions in the MT-bench format."""
+    return write_jsonl(tmp_path_factory.mktemp("questions") / "question.jsonl", QUESTIONS)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A tokenizer folder alone (for recounting tokens of original baseline files)."""
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tiny_tokenizer().save_pretrained(folder)
+    return folder
