@@ -12,7 +12,10 @@ from pathlib import Path
 from ..errors import ConfigError
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # Several pages (sessions) stay live at once: no throttling of pages in the background.
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows"]
 INSTALL_HINT = "run `bash scripts/install_browser.sh` (installs Debian chromium and the playwright package)"
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
