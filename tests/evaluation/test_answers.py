@@ -164,3 +164,19 @@ def test_engines_share_the_stop_rule_on_a_model_that_stops():
         assert len(tokens) <= 16 and all(t not in ea.stop_ids for t in tokens[:-1])
         stopped += tokens[-1] in ea.stop_ids and len(tokens) < 16
     assert stopped >= 1  # the stop rule was exercised, not only the length cap
+
+
+def test_resumed_auto_budget_keeps_the_recorded_budget(tiny_models, question_file, tmp_path):
+    path = tmp_path / "auto.jsonl"
+    args = common_args(tiny_models, question_file, path, "--ea-model-path", str(tiny_models["jakiro"]),
+                       "--total-token", "-1", "--depth", "3", "--top-k-tree", "3", "--warmup", "0")
+    assert gen_ea_answer.main(args + ["--question-end", "1"]) == 0
+    record = read_jsonl(path)[0]
+    assert record["meta"]["settings"]["total_token_requested"] == -1 and record["meta"]["budget_timings"]
+    record["meta"]["settings"]["total_token"] = 4  # as if this machine had chosen 4 when the run began
+    path.write_text(json.dumps(record) + "\n")
+    assert gen_ea_answer.main(args) == 0
+    second = read_jsonl(path)[1]
+    assert second["meta"]["settings"]["total_token"] == 4
+    # a 4-node tree holds 3 drafts: no round can produce more than 3 + the bonus token
+    assert max(a for turn in second["choices"][0]["accept_lengths"] for a in turn) <= 4
