@@ -70,12 +70,15 @@ def build_head(run: RunConfig, base_model, data_folder: str) -> JakiroDraftModel
 
 
 class EpochShuffle(torch.utils.data.Sampler):
-    """A permutation fixed by (seed, epoch), so a resumed run sees exactly the batches a straight run would."""
+    """A permutation fixed by (seed, epoch), so a resumed run sees exactly the batches a straight run would.
+
+    The epoch is set through `shuffle_for`, not `set_epoch`: accelerate calls `set_epoch` with its own
+    iteration counter, which restarts at 0 in a resumed process."""
 
     def __init__(self, size: int, seed: int):
         self.size, self.seed, self.epoch = size, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def shuffle_for(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -124,8 +127,8 @@ def train(args: argparse.Namespace) -> Path:
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
 
-    base, _ = load_base_model(args.base_model_path, torch_dtype="float32", device_map=None)
     train_entries, holdout_entries, manifest = split_entries(args.data, cfg.holdout_fraction)
+    base, _ = load_base_model(args.base_model_path, torch_dtype="float32", device_map=None)
     check_data_matches_base(manifest, base.config, args.data)
     model = build_head(run, base, args.data)
     del base
@@ -156,7 +159,7 @@ def train(args: argparse.Namespace) -> Path:
     metrics_path = out / "metrics.jsonl"
     raw = accelerator.unwrap_model(model)
     for epoch in range(first_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
+        sampler.shuffle_for(epoch)
         noise = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         model.train()
         begin, seen, loss_sum, correct, count, steps = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0

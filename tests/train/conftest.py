@@ -1,0 +1,23 @@
+"""Fixtures for training: tiny base model folders and data generated from a few conversations."""
+
+from __future__ import annotations
+
+import pytest
+
+from jakiro.ge_data.allocation import main as generate
+from tests.ge_data.conftest import CONVERSATIONS  # noqa: F401  (re-exported for readers)
+from tests.ge_data.conftest import data_file, other_base_dir, tiny_base_dir  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_base_dir, tmp_path_factory):
+    """Training data for the tiny base (regenerated answers, so there are enough assistant tokens)."""
+    import json
+
+    folder = tmp_path_factory.mktemp("train-data")
+    source = folder / "conversations.jsonl"
+    source.write_text("".join(json.dumps(item) + "\n" for item in CONVERSATIONS * 4))
+    out = folder / "data"
+    generate(["--data-path", str(source), "--base-model-path", str(tiny_base_dir), "--outdir", str(out),
+              "--shard-size", "4", "--regenerate", "--max-new-tokens", "24", "--max-turns", "2"])
+    return out

@@ -1,0 +1,106 @@
+"""Training end to end on a tiny model: train, export, load, lossless output, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import jakiro.train.main as train_main
+from jakiro import EaModel, load_base_model
+
+TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64"]
+
+
+def train(data, base, out, *extra):
+    train_main.main(["--data", str(data), "--base-model-path", str(base), "--out", str(out), *TRAIN, *extra])
+
+
+@pytest.mark.parametrize("variant", [[], ["--num-experts", "1", "--no-contrastive"], ["--draft-vocab-size", "20"]])
+def test_train_export_load_and_stay_lossless(tiny_data, tiny_base_dir, tmp_path, variant):
+    out = tmp_path / "run"
+    train(tiny_data, tiny_base_dir, out, *variant)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    for record in records:
+        assert record["holdout_rollouts"] > 0 and 1.0 <= record["holdout_simulated_accept_length"] <= 6.0
+        assert len(record["holdout_acc_per_step"]) == 5
+    head_config = json.loads((out / "head" / "config.json").read_text())
+    assert head_config["method"] == ("eagle2" if variant[:2] == ["--num-experts", "1"] else "jakiro")
+    ea = EaModel.from_pretrained(str(tiny_base_dir), str(out / "head"), total_token=12, depth=3, top_k=3)
+    base, tokenizer = load_base_model(str(tiny_base_dir))
+    prompt = torch.tensor([tokenizer("write a short poem about the sea")["input_ids"]])
+    expected = base.generate(prompt, do_sample=False, max_new_tokens=20)
+    assert torch.equal(ea.eagenerate(prompt, max_new_tokens=20), expected)
+
+
+def test_training_reduces_holdout_loss(tiny_data, tiny_base_dir, tmp_path):
+    out = tmp_path / "longer"
+    train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out),
+                     "--epochs", "6", "--batch-size", "2", "--lr", "3e-3", "--warmup-steps", "2", "--max-len", "64"])
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["holdout_loss"] < records[0]["holdout_loss"]
+
+
+def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(tiny_data, tiny_base_dir, straight)
+
+    interrupted = tmp_path / "interrupted"
+    real_evaluate, calls = train_main.evaluate, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_main, "evaluate", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_data, tiny_base_dir, interrupted)
+    assert not (interrupted / "head").exists()
+    monkeypatch.setattr(train_main, "evaluate", real_evaluate)
+    train(tiny_data, tiny_base_dir, interrupted, "--resume")
+
+    a = load_file(str(straight / "head" / "model.safetensors"))
+    b = load_file(str(interrupted / "head" / "model.safetensors"))
+    assert set(a) == set(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_refuses_data_made_with_another_base(tiny_data, other_base_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train(tiny_data, other_base_dir, tmp_path / "x")
+    assert exit_info.value.code == 2
+    assert "regenerate the data for this base" in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_or_resume_with_other_settings(tiny_data, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "once"
+    train(tiny_data, tiny_base_dir, out)
+    with pytest.raises(SystemExit):
+        train(tiny_data, tiny_base_dir, out)
+    assert "--resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train(tiny_data, tiny_base_dir, out, "--resume", "--num-experts", "1", "--no-contrastive")
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem", ["missing-data", "bad-config", "missing-config"])
+def test_bad_inputs_are_one_line_errors(tiny_data, tiny_base_dir, tmp_path, capsys, problem):
+    args = ["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(tmp_path / "o")]
+    if problem == "missing-data":
+        args[1] = str(tmp_path / "nowhere")
+    elif problem == "bad-config":
+        (tmp_path / "c.json").write_text("{not json")
+        args += ["--config", str(tmp_path / "c.json")]
+    else:
+        args += ["--config", str(tmp_path / "absent.json")]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")]
