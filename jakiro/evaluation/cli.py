@@ -90,6 +90,10 @@ def check_generation_args(args: argparse.Namespace) -> GenerationPlan:
         raise ConfigError(f"--max-new-token must be >= 1, got {args.max_new_token}")
     if getattr(args, "warmup", 0) < 0:
         raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
+    if hasattr(args, "dtype"):
+        from ..base_models import parse_dtype
+
+        parse_dtype(args.dtype)  # an unknown dtype fails here, before any model is loaded or converted
     return GenerationPlan(SamplingConfig(args.temperature, args.top_p, args.top_k), args.max_new_token, args.seed)
 
 

@@ -130,6 +130,7 @@ def summarize_against(method: list[TurnStats], baseline: list[TurnStats] | None,
     result = {}
     for name, turns in groups.items():
         summary = summarize(turns, max_path_drafts)
+        summary.update(speedup=None, speedup_published=None, baseline_tokens_per_second=None)  # one schema
         if baseline is not None:
             summary.update(speedups(turns, base_groups.get(name, [])))
             summary["baseline_tokens_per_second"] = tokens_per_second(base_groups.get(name, []))

@@ -118,6 +118,8 @@ def test_resume_skips_done_questions_and_refuses_other_settings(tiny_models, que
     (gen_baseline_answer, ["--bench-name", "missing/question.jsonl"], "question file 'missing/question.jsonl' not found"),
     (gen_baseline_answer, ["--bench-name", "mt_bench", "--max-new-token", "0"], "--max-new-token must be >= 1"),
     (gen_baseline_answer, ["--bench-name", "mt_bench", "--temperature", "-1"], "temperature must be"),
+    (gen_baseline_answer, ["--bench-name", "mt_bench", "--dtype", "float8"], "unknown dtype 'float8'"),
+    (compare, ["--contenders", "hf", "--head", "jakiro"], "--head 'jakiro': write NAME=PATH"),
     (compare, ["--contenders", "hf,medusa"], "unknown contender 'medusa'"),
     (compare, ["--contenders", "hf,jakiro"], "contender 'jakiro' needs a draft head"),
     (compare, ["--contenders", "naive", "--reference", "hf"], "--reference 'hf' is not among"),

@@ -157,3 +157,17 @@ def test_bad_answer_files(tmp_path, capsys, content, message):
         path.write_text(content)
     code, err = run_speed([str(path), "--output", str(tmp_path / "o.json")], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_speed_without_baseline_then_plot(method_file, baseline_file, tmp_path):
+    from jakiro.evaluation import plot
+
+    alone, paired = tmp_path / "alone.json", tmp_path / "paired.json"
+    assert speed.main([str(method_file), "--output", str(alone)]) == 0
+    overall = json.loads(alone.read_text())["methods"][0]["overall"]
+    assert overall["speedup"] is None and overall["tau"] == pytest.approx(2.25)
+    assert speed.main([str(method_file), "--baseline", str(baseline_file), "--output", str(paired)]) == 0
+    figs = tmp_path / "figs"
+    assert plot.main([str(alone), str(paired), "--out-dir", str(figs)]) == 0
+    assert sorted(p.name for p in figs.iterdir()) == ["speedup_by_category.png", "tau_by_category.png"]
+    assert (figs / "tau_by_category.png").read_bytes().startswith(b"\x89PNG")
