@@ -104,3 +104,16 @@ def test_bad_inputs_are_one_line_errors(tiny_data, tiny_base_dir, tmp_path, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_model_card_reports_data_epochs_and_measurement(tiny_data, tiny_base_dir, tmp_path):
+    from jakiro.train.model_card import main as write_card
+
+    out = tmp_path / "carded"
+    train(tiny_data, tiny_base_dir, out)
+    write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data),
+                "--mt-bench-tau", "2.5", "--mt-bench-settings", "tree 16/4/4", "--mt-bench-source", "r.json"])
+    card = (out / "head" / "README.md").read_text()
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    assert f"{manifest['tokens']} tokens" in card and "Epochs: 2" in card
+    assert "τ = **2.50**" in card and "tree 16/4/4" in card
