@@ -14,7 +14,8 @@ from typing import TextIO
 
 from ..chat import Message
 from ..errors import JakiroError
-from .options import add_model_arguments, add_sampling_arguments, head_label, load_model, sampling_from_args
+from .options import (add_model_arguments, add_sampling_arguments, head_label, load_model, quiet_loading,
+                      sampling_from_args)
 from .streaming import AnswerStats, Piece, Sampling, stream_answer
 
 DRAFT_ANSI, RESET_ANSI = "\033[38;5;208m", "\033[0m"
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     args = parse_args(argv)
     out = stdout or sys.stdout
     printer = Printer(out, args.highlight)
+    quiet_loading()
     try:
         model = load_model(args)
         if args.prompt is not None:

@@ -53,6 +53,13 @@ def check_head(args: argparse.Namespace) -> None:
         raise CheckpointError(f"{error} (or pass --random-head to try the interface with an untrained head)") from None
 
 
+def quiet_loading() -> None:
+    """No per-file progress bars from `transformers` in the commands' output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_model(args: argparse.Namespace, seed: int = 0):
     """The `EaModel` the arguments describe (raises `JakiroError` with a one-line message)."""
     from ..model.ea_model import EaModel
@@ -72,4 +79,4 @@ def head_label(args: argparse.Namespace) -> str:
 
 
 __all__ = ["DEFAULT_HEAD", "JakiroError", "add_model_arguments", "add_sampling_arguments", "check_head",
-           "head_label", "load_model", "sampling_from_args"]
+           "head_label", "load_model", "quiet_loading", "sampling_from_args"]

@@ -42,7 +42,8 @@ def capture(url: str, out: str | Path, prompt: str = DEFAULT_PROMPT, highlight: 
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m jakiro.application.screenshot", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m jakiro.application.screenshot",
+                                     description=__doc__.splitlines()[0],
                                      epilog="Other arguments (e.g. --base-model-path, --random-head, --temperature) "
                                             "go to the web UI; see python -m jakiro.application.webui --help.")
     parser.add_argument("--out", default="figs/webui.png", help="PNG to write (default: figs/webui.png)")

@@ -15,7 +15,7 @@ DRAFT_COLOR = "#e8710a"
 _MARKDOWN_ENTITIES = {c: f"&#{ord(c)};" for c in "\\`*_{}[]()#+-.!|~>$"}
 
 
-@dataclass
+@dataclass(eq=False)
 class Turn:
     """A user message and the assistant's answer to it (``pieces``), with how the answer went."""
 

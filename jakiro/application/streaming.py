@@ -52,11 +52,14 @@ class AnswerStats:
 
 @dataclass
 class StreamUpdate:
-    """What one step of generation added: new pieces (possibly empty) and the stats so far."""
+    """What one step of generation added: new pieces (possibly empty), its tokens, and the stats so far.
+
+    ``drafted[i]`` tells whether ``token_ids[i]`` was an accepted draft token."""
 
     pieces: list[Piece]
     stats: AnswerStats
     token_ids: list[int] = field(default_factory=list)
+    drafted: list[bool] = field(default_factory=list)
 
 
 class Detokenizer:
@@ -103,11 +106,7 @@ def stream_answer(model, messages: list[Message], sampling: Sampling, speculativ
         if speculative and stats.rounds > rounds:
             accepted_drafts = stats.accept_lengths[-1] - 1
         rounds = stats.rounds
-        pieces: list[Piece] = []
-        for i, token in enumerate(new):
-            is_draft = i < accepted_drafts
-            drafted += is_draft
-            text = detok.push(token)
-            if text:
-                pieces.append(Piece(text, is_draft))
-        yield StreamUpdate(pieces, _snapshot(model, drafted), new)
+        flags = [i < accepted_drafts for i in range(len(new))]
+        drafted += sum(flags)
+        pieces = [Piece(text, flag) for token, flag in zip(new, flags) if (text := detok.push(token))]
+        yield StreamUpdate(pieces, _snapshot(model, drafted), new, flags)

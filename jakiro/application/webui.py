@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from ..errors import JakiroError
-from .chat_app import ChatApp
-from .options import add_model_arguments, add_sampling_arguments, head_label, load_model
+from .chat_app import KEEP, ChatApp
+from .options import add_model_arguments, add_sampling_arguments, head_label, load_model, quiet_loading
 from .runner import ModelRunner
 from .session import DRAFT_CLASS, DRAFT_COLOR, ChatSession
 from .streaming import Sampling, stream_answer
@@ -24,6 +24,17 @@ CSS = f"""
 LEGEND = (f'<span class="{DRAFT_CLASS}" style="color:{DRAFT_COLOR}">Coloured</span>: draft tokens the base model '
           "accepted. Default colour: tokens the base model produced itself.")
 GENERATION_EVENT = "model"
+
+
+def keeping(handler):
+    """Wrap a handler so its `KEEP` outputs leave those components unchanged."""
+    import gradio as gr
+
+    def wrapped(*args):
+        return tuple(gr.skip() if value is KEEP else value for value in handler(*args))
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
 
 
 def build_demo(app: ChatApp, title: str, defaults: Sampling, highlight: bool = False):
@@ -50,7 +61,8 @@ def build_demo(app: ChatApp, title: str, defaults: Sampling, highlight: bool = F
                                           elem_id="jk-speculative")
                 highlighted = gr.Checkbox(highlight, label="Highlight accepted draft tokens", elem_id="jk-highlight")
                 gr.Markdown(LEGEND)
-                temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
+                temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05,
+                                        label="Temperature (0 = greedy)")
                 top_p = gr.Slider(0.0, 1.0, value=defaults.top_p, step=0.05, label="Top-p (0 = off)")
                 top_k = gr.Slider(0, 200, value=defaults.top_k, step=1, label="Top-k (0 = off)")
                 max_new = gr.Slider(1, max(2048, defaults.max_new_tokens), value=defaults.max_new_tokens, step=1,
@@ -61,17 +73,19 @@ def build_demo(app: ChatApp, title: str, defaults: Sampling, highlight: bool = F
 
         outputs = [session, chatbot, status, speed, tau]
         settings = [session, speculative, highlighted, temperature, top_p, top_k, max_new]
-        queued = dict(concurrency_limit=1, concurrency_id=GENERATION_EVENT, show_progress="minimal")
-        events = []
+        # Answers share one queue slot: one at a time over all sessions, the others wait (our status says so).
+        queued = dict(concurrency_limit=1, concurrency_id=GENERATION_EVENT, show_progress="hidden")
+        instant = dict(queue=False, show_progress="hidden")
         for trigger in (send.click, prompt.submit):
-            first = trigger(app.submit, [prompt, session, highlighted], [prompt, *outputs], queue=False)
-            events.append(first.then(app.generate, settings, outputs, **queued))
-        first = regenerate.click(app.regenerate, [session, highlighted], outputs, queue=False)
-        events.append(first.then(app.generate, settings, outputs, **queued))
-        stop.click(app.stop, [session, highlighted], outputs, cancels=events, queue=False)
+            first = trigger(app.submit, [prompt, session, highlighted], [prompt, *outputs], **instant)
+            first.then(app.generate, settings, outputs, **queued)
+        first = regenerate.click(app.regenerate, [session, highlighted], outputs, **instant)
+        first.then(app.generate, settings, outputs, **queued)
+        # No `cancels`: a stopped answer ends after its current round and shows its final view itself.
+        stop.click(keeping(app.stop), [session, highlighted], outputs, **instant)
         for clearing in (clear.click, chatbot.clear):
-            clearing(app.clear, [session, highlighted], outputs, cancels=events, queue=False)
-        highlighted.change(app.rerender, [session, highlighted], chatbot, queue=False)
+            clearing(app.clear, [session, highlighted], outputs, **instant)
+        highlighted.change(app.rerender, [session, highlighted], chatbot, **instant)
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -82,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_arguments(parser)
     add_sampling_arguments(parser, temperature=0.5, top_p=0.9)
     server = parser.add_argument_group("server")
-    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 exposes it on the network)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 exposes it on the network)")
     server.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     server.add_argument("--highlight", action="store_true", help="start with draft-token highlighting switched on")
     server.add_argument("--stream-delay", type=float, default=0.0,
@@ -99,6 +114,7 @@ def warm_up(model) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_loading()
     try:
         model = load_model(args)
         if not args.no_warmup:

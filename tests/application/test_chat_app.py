@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jakiro.application.chat_app import WAITING, ChatApp
+from jakiro.application.chat_app import CLEARED, KEEP, WAITING, ChatApp
 from jakiro.application.runner import ModelRunner
 from jakiro.application.session import DONE, FAILED, STOPPED, ChatSession
 
@@ -45,17 +45,37 @@ def test_second_message_sees_the_first_answer(app, tiny_ea_model):
     assert tiny_ea_model.last_stats.prompt_tokens > len(first.answer.split()) + 4
 
 
-def test_stop_keeps_the_partial_answer_and_ends_the_stream(app):
+def test_stop_keeps_the_partial_answer_and_the_stream_shows_it_last(app):
     session = ChatSession()
     app.submit("tell me a story", session, False)
     stream = app.generate(session, **{**GREEDY, "max_new_tokens": 200})
     for _ in range(4):
         next(stream)
-    _, chat, status, _, _ = app.stop(session, False)
+    assert app.stop(session, False)[1:] == (KEEP,) * 4  # the running stream draws the final view
     turn = session.turns[0]
     assert turn.state == STOPPED and 0 < turn.stats.new_tokens < 200
-    assert status.startswith("**Stopped** after") and chat[-1]["content"].endswith("*(stopped)*")
+    _, chat, status, speed, _ = next(stream)
+    assert status == f"**Stopped** after {turn.stats.new_tokens} tokens." and float(speed) > 0
+    assert chat[-1]["content"] == turn.answer + " *(stopped)*"
     assert list(stream) == []
+
+
+def test_stop_before_the_answer_starts(app):
+    session = ChatSession()
+    app.submit("hello", session, False)
+    _, chat, status, _, _ = app.stop(session, False)
+    assert status.startswith("**Stopped**") and chat[-1]["content"] == "*(stopped)*"
+    assert list(app.generate(session, **GREEDY)) == []  # the queued event finds nothing left to answer
+
+
+def test_clear_while_answering_ends_the_stream_with_an_empty_chat(app):
+    session = ChatSession()
+    app.submit("tell me a story", session, False)
+    stream = app.generate(session, **{**GREEDY, "max_new_tokens": 200})
+    next(stream), next(stream)
+    _, chat, status, _, _ = app.clear(session, False)
+    assert chat == [] and status == CLEARED
+    assert [out[1:3] for out in stream] == [([], CLEARED)]
 
 
 def test_regenerate_and_clear(app):

@@ -101,3 +101,17 @@ def test_module_entry_point(tiny_model_args):
     lines = result.stdout.splitlines()
     assert result.returncode == 0, result.stderr
     assert JAKIRO_LINE.match(lines[-4]) and PLAIN_LINE.match(lines[-3]) and lines[-2].startswith("speedup: ")
+
+
+def test_webui_without_an_installed_head_says_what_to_do(tiny_chat_model_path, capsys):
+    assert webui.main(["--base-model-path", str(tiny_chat_model_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("jakiro webui: error: shipped head")
+    assert "--random-head" in error[0]
+
+
+def test_a_saved_head_folder_loads_through_ea_model_path(tiny_chat_model_path, tiny_head_path):
+    code, lines = run_cli(["--base-model-path", str(tiny_chat_model_path), "--ea-model-path", str(tiny_head_path),
+                           "--prompt", PROMPT, "--max-new-token", "10", "--compare", "--no-warmup"])
+    assert code == 0 and JAKIRO_LINE.match(lines[1]).group(1) == "10"
+    assert lines[-1] == "same output as plain decoding: yes"

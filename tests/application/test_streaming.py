@@ -40,13 +40,15 @@ def test_drafted_flags_follow_accept_lengths(tiny_ea_model):
     lengths = [len(u.token_ids) for u in updates[1:]]
     assert len(lengths) == stats.rounds and sum(lengths) + 1 == stats.new_tokens == 40
     assert lengths[:-1] == stats.accept_lengths[:-1] and lengths[-1] <= stats.accept_lengths[-1]  # last may be cut
-    assert [p.drafted for p in updates[0].pieces] == [False]  # the prefill's token is the base model's
+    assert updates[0].drafted == [False]  # the prefill's token is the base model's
     for update, length in zip(updates[1:], stats.accept_lengths):
-        expected = ([True] * (length - 1) + [False])[:len(update.token_ids)]
-        assert [p.drafted for p in update.pieces] == expected
-    assert sum(stats.accept_lengths) > stats.rounds  # the random head did get some drafts accepted here
-    drafted = sum(p.drafted for u in updates for p in u.pieces)
-    assert updates[-1].stats.drafted_tokens == drafted > 0
+        assert update.drafted == ([True] * (length - 1) + [False])[:len(update.token_ids)]
+    tokenizer = tiny_ea_model.tokenizer
+    for update in updates:  # word-level tokens: one piece per token that shows any text
+        shown = [f for t, f in zip(update.token_ids, update.drafted) if tokenizer.decode([t], skip_special_tokens=True)]
+        assert [p.drafted for p in update.pieces] == shown
+    assert stats.mean_accept_length > 2  # this base model and random head do accept drafts
+    assert updates[-1].stats.drafted_tokens == sum(sum(u.drafted) for u in updates) > 20
 
 
 def test_speculative_and_plain_give_the_same_greedy_text(tiny_ea_model):
@@ -57,7 +59,8 @@ def test_speculative_and_plain_give_the_same_greedy_text(tiny_ea_model):
     plain_ids = [t for u in plain for t in u.token_ids]
     assert spec_ids == plain_ids
     text = "".join(p.text for u in spec for p in u.pieces)
-    assert text == "".join(p.text for u in plain for p in u.pieces) == tokenizer.decode(spec_ids, skip_special_tokens=True)
+    assert text == "".join(p.text for u in plain for p in u.pieces)
+    assert text == tokenizer.decode(spec_ids, skip_special_tokens=True)
     assert all(len(u.token_ids) == 1 and not any(p.drafted for p in u.pieces) for u in plain)
     assert plain[-1].stats.mean_accept_length == 1.0
     assert plain[-1].stats.new_tokens == len(plain_ids)

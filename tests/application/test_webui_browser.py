@@ -24,7 +24,7 @@ def answer_length(page: ChatPage) -> int:
 
 
 def test_two_sessions_stream_stop_clear_and_screenshot(tiny_model_args, tmp_path):
-    args = [*tiny_model_args, "--temperature", "0", "--max-new-token", "160", "--stream-delay", "0.04"]
+    args = [*tiny_model_args, "--temperature", "0", "--max-new-token", "250", "--stream-delay", "0.08"]
     with webui_process(args, env={"OMP_NUM_THREADS": "1"}) as url, open_browser() as browser:
         a, b = ChatPage(browser.new_page(), url), ChatPage(browser.new_page(), url)
         a.set_option("highlight", True)
@@ -55,7 +55,7 @@ def test_two_sessions_stream_stop_clear_and_screenshot(tiny_model_args, tmp_path
         # A's second message is answered in full with the conversation so far; accepted drafts are coloured.
         a.send("and the lazy dog")
         status = a.wait_for_status("Done", timeout_s=120)
-        assert "Jakiro: 160 tokens" in status and "mean accepted length" in status
+        assert "Jakiro: 250 tokens" in status and "mean accepted length" in status
         assert a.messages("user") == ["tell me a story", "and the lazy dog"] and len(a.messages("bot")) == 2
         assert a.drafted_spans() > 0
         shot = tmp_path / "webui.png"
