@@ -117,12 +117,17 @@ def load_base_model(path_or_alias: str | os.PathLike = DEFAULT_BASE_MODEL, torch
     folder = resolve_base_model_path(path_or_alias)
     device = device_map if device_map not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = parse_dtype(torch_dtype, device)
+    try:  # before the (slow) model load, so a folder without a tokenizer fails fast and in one line
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"{folder!r} has no loadable tokenizer ({reason}): save the model's tokenizer "
+                          f"into that folder") from None
     model = AutoModelForCausalLM.from_pretrained(
         folder, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation, local_files_only=True
     )
     if device_map is None and device != "cpu":
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model.eval()
     model.config.name_or_path = str(path_or_alias)
     return model, tokenizer

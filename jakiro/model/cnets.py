@@ -72,8 +72,12 @@ class DraftAttention(nn.Module):
         if self.kv_heads != self.heads:
             k = k.repeat_interleave(self.heads // self.kv_heads, dim=1)
             v = v.repeat_interleave(self.heads // self.kv_heads, dim=1)
+        if mask is None and cache is not None and length > 1:
+            # causal after the cached prefix (SDPA's is_causal would align the triangle to the first key)
+            total = k.shape[-2]
+            mask = torch.ones(length, total, dtype=torch.bool, device=x.device).tril(total - length)[None, None]
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=length > 1 and cache is None)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=length > 1)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
@@ -190,6 +194,11 @@ class JakiroDraftModel(nn.Module):
             raise CheckpointError(
                 f"{weights} does not fit a {config.method} head with {config.num_experts} expert(s): "
                 f"missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}")
+        expected = model.state_dict()
+        wrong = [f"{k} {tuple(v.shape)} (config wants {tuple(expected[k].shape)})"
+                 for k, v in sorted(state.items()) if v.shape != expected[k].shape]
+        if wrong:
+            raise CheckpointError(f"{weights} does not match its config.json: {'; '.join(wrong[:3])}: re-export the head")
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
         if base_model is not None:
             model.bind_base(base_model)

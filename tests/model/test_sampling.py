@@ -1,0 +1,85 @@
+"""Speculative sampling through `eagenerate` is distributed exactly as the target (chi-square tests)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+import torch
+
+from jakiro.errors import ConfigError
+from jakiro.model.ea_model import EaModel
+from jakiro.model.sampling import SamplingConfig
+from tests.utils import build_base, chi_square_pvalue, make_oracle, reference_probs
+
+VOCAB = 16
+PROMPT = torch.tensor([[3, 1, 4, 1, 5]])
+
+
+@pytest.fixture(scope="module")
+def small_vocab_base():
+    # peaked, context-dependent distributions over 16 tokens
+    return build_base("llama", vocab=VOCAB, seed=5, logit_scale=10.0)
+
+
+def exact_joint(base, prompt: torch.Tensor, setting: dict, length: int = 3) -> dict:
+    """p(t1) p(t2|t1) p(t3|t1,t2) of the processed target distribution, by batched forwards over all prefixes."""
+    joint = {(): 1.0}
+    with torch.no_grad():
+        for step in range(length):
+            prefixes = list(joint)
+            ids = torch.cat((prompt.expand(len(prefixes), -1), torch.tensor(prefixes, dtype=torch.long).view(len(prefixes), step)), 1)
+            probs = reference_probs(base(ids).logits[:, -1], **setting)
+            joint = {prefix + (t,): joint[prefix] * float(probs[i, t])
+                     for i, prefix in enumerate(prefixes) for t in range(VOCAB) if probs[i, t] > 0}
+    return joint
+
+
+SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_p=0.8), dict(temperature=0.7, top_k=5)]
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_eagenerate_sampling_is_lossless(small_vocab_base, setting):
+    """The joint distribution of the first three new tokens matches the target's exactly.
+
+    t1 comes from the prefill, t2 and t3 from the first round's tree verification (accepted drafts or the
+    bonus/residual draw) or the second round: the joint covers the conditional distributions along the tree.
+    """
+    base = small_vocab_base
+    ea = EaModel.from_base_model(base, seed=0, total_token=10, depth=3, top_k=3)
+    make_oracle(ea)  # drafts the base's likely tokens: acceptance in the tree is frequent
+    torch.manual_seed(1)
+    runs = 1200
+    counts: Counter = Counter()
+    accepted_in_first_round: Counter = Counter()
+    for _ in range(runs):
+        out = ea.eagenerate(PROMPT, max_new_tokens=3, **setting)
+        counts[tuple(out[0, PROMPT.shape[1]:].tolist())] += 1
+        accepted_in_first_round[min(ea.last_stats.accept_lengths[0] - 1, 2)] += 1
+    exact = exact_joint(base, PROMPT, setting)
+    pvalue = chi_square_pvalue(counts, exact)
+    print(f"eagenerate {setting}: p = {pvalue:.4f}, first-round accepted drafts {dict(sorted(accepted_in_first_round.items()))}")
+    assert pvalue > 0.001
+    # the tree really decided t2 and t3 in many runs
+    assert accepted_in_first_round[1] > runs // 10 and accepted_in_first_round[2] > runs // 10
+
+
+def test_sampling_is_reproducible_with_a_seed(small_vocab_base):
+    ea = EaModel.from_base_model(small_vocab_base, seed=0, total_token=10, depth=3, top_k=3)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(42)
+        outputs.append(ea.eagenerate(PROMPT, temperature=0.9, top_p=0.95, max_new_tokens=12).tolist())
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=-0.1), dict(temperature=float("nan")), dict(temperature="hot"),
+                                    dict(top_p=1.5), dict(top_p=-0.2), dict(top_p=float("nan")), dict(top_k=-1),
+                                    dict(top_k=2.5), dict(top_k=True)])
+def test_invalid_sampling_settings(small_vocab_base, kwargs):
+    with pytest.raises(ConfigError):
+        SamplingConfig(**kwargs)
+    ea = EaModel.from_base_model(small_vocab_base, seed=0, total_token=4, depth=1, top_k=2)
+    with pytest.raises(ConfigError):
+        ea.eagenerate(PROMPT, max_new_tokens=2, **kwargs)

@@ -1,0 +1,114 @@
+"""Helpers shared by the tests: tiny random base models and hand-tuned draft heads."""
+
+from __future__ import annotations
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+
+
+def build_base(arch: str = "llama", vocab: int = 96, seed: int = 0, eos: int | None = None, context: int = 256,
+               logit_scale: float = 1.0, context_mix: float = 1.0, hidden: int = 64, layers: int = 2):
+    """A tiny random fp32 causal LM in eval mode (sdpa attention).
+
+    ``logit_scale`` multiplies ``lm_head`` (peaked next-token distributions); ``context_mix`` scales every
+    attention and MLP output projection, so 0 gives a pure bigram model (the next token depends only on
+    the current one) and small values an almost-bigram model whose greedy continuation a hand-set draft
+    head (see `make_oracle`) predicts almost always.
+    """
+    config_cls, model_cls = ARCHS[arch]
+    torch.manual_seed(seed)
+    config = config_cls(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+                        eos_token_id=eos, bos_token_id=None, pad_token_id=0, tie_word_embeddings=False,
+                        attn_implementation="sdpa")
+    model = model_cls(config).float().eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(logit_scale)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.mul_(context_mix)
+            layer.mlp.down_proj.weight.mul_(context_mix)
+    return model
+
+
+def make_oracle(ea_model, sharpness: float = 1.0, feature_weight: float = 0.0) -> None:
+    """Turn the draft head into a bigram predictor: its output is (a scaled) embedding of its input token.
+
+    With ``fc = [c*I, 0]``, no attention output and no expert output, the head predicts
+    ``lm_head(c * embed(x))``, whose argmax is the bigram base model's next token after ``x`` (the base's
+    final RMSNorm only rescales). On a base built with a small ``context_mix`` this drafts deep, mostly
+    correct trees: many tokens accepted per round and heavy KV compaction. ``sharpness`` > 1 makes the
+    draft distribution more confident than the base's (its top-1 chain then always survives the tree growth).
+    ``feature_weight`` > 0 lets the input features in too (``fc = [c*I, w*I]``), so wrong features would show.
+    """
+    head = ea_model.ea_layer
+    hidden = head.config.hidden_size
+    with torch.no_grad():
+        scale = sharpness / head.embed_weight.pow(2).mean().sqrt()
+        head.fc.weight.zero_()
+        head.fc.weight[:, :hidden] = torch.eye(hidden) * scale
+        head.fc.weight[:, hidden:] = torch.eye(hidden) * feature_weight
+        if head.fc.bias is not None:
+            head.fc.bias.zero_()
+        head.layers[0].self_attn.o_proj.weight.zero_()
+        for expert in head.layers[0].mlp_moe.experts:
+            expert.down_proj.weight.zero_()
+
+
+def random_prompt(seed: int, vocab: int, low: int = 1, high: int = 12) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    length = int(torch.randint(low, high + 1, (1,), generator=gen))
+    return torch.randint(1, vocab, (1, length), generator=gen)
+
+
+def hf_greedy(model, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    with torch.no_grad():
+        return model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                              max_new_tokens=max_new_tokens)
+
+
+def reference_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 0.0, top_k: int = 0) -> torch.Tensor:
+    """The processed next-token distribution written out independently of the library (HF semantics:
+    temperature, then top-k, then top-p keeping each token whose higher-ranked mass is below top_p)."""
+    x = logits.double() / (temperature if temperature > 0 else 1.0)
+    if top_k > 0:
+        kth = x.topk(min(top_k, x.shape[-1]), dim=-1).values[..., -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    probs = torch.softmax(x, dim=-1)
+    if 0.0 < top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        above = sorted_probs.cumsum(-1) - sorted_probs
+        keep_sorted = above < top_p
+        keep_sorted[..., 0] = True
+        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+def chi_square_pvalue(counts: dict, expected_probs: dict, min_expected: float = 5.0) -> float:
+    """Chi-square goodness of fit of observed ``counts`` (outcome -> n) to ``expected_probs`` (outcome -> p).
+
+    Outcomes with expected count below ``min_expected`` are pooled into one cell. An observed outcome with
+    probability 0 fails outright (returns 0.0).
+    """
+    from scipy.stats import chisquare
+
+    total = sum(counts.values())
+    if any(expected_probs.get(outcome, 0.0) <= 0.0 for outcome in counts):
+        return 0.0
+    observed, expected, pooled_obs, pooled_exp = [], [], 0, 0.0
+    for outcome, p in expected_probs.items():
+        if p * total >= min_expected:
+            observed.append(counts.get(outcome, 0))
+            expected.append(p * total)
+        else:
+            pooled_obs += counts.get(outcome, 0)
+            pooled_exp += p * total
+    if pooled_exp > 0:
+        observed.append(pooled_obs)
+        expected.append(pooled_exp)
+    expected = [e * total / sum(expected) for e in expected]  # absorb float rounding
+    assert len(observed) >= 3, "too few cells for a meaningful test"
+    return float(chisquare(observed, expected).pvalue)
