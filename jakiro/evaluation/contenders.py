@@ -30,19 +30,12 @@ class Workbench:
 
     def speculative(self, name: str, method: str | None = None) -> SpeculativeEngine:
         """An `EaModel` on the shared base with the head given for contender ``name``."""
-        from ..heads import resolve_head_path
-        from ..model.cnets import JakiroDraftModel
         from ..model.ea_model import EaModel
 
         check_head_given(name, self.heads)
-        folder = resolve_head_path(self.heads[name])
-        head = JakiroDraftModel.from_pretrained(folder, base_model=self.base)
-        if method is not None and head.config.method != method:
-            raise ConfigError(f"contender {name!r} expects a {method} head but {self.heads[name]!r} is a "
-                              f"{head.config.method} head")
-        head.to(device=self.base.get_output_embeddings().weight.device, dtype=self.base.dtype).eval()
-        ea = EaModel(self.base, head, self.tokenizer, total_token=self.total_token, depth=self.depth,
-                     top_k=self.top_k_tree)
+        ea = EaModel.from_base_and_head(self.base, self.tokenizer, self.heads[name], total_token=self.total_token,
+                                        depth=self.depth, top_k=self.top_k_tree, expect_method=method,
+                                        role=f"contender {name!r}")
         return SpeculativeEngine(ea, name)
 
 

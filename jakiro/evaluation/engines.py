@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..model.generation import GenerationStats, autoregressive_stream, check_prompt, plan_capacity
+from ..model.generation import GenerationStats, PlainDecoder
 from ..model.sampling import SamplingConfig, TokenSampler
-from ..model.target import TargetRunner
 
 PROMPT_LOOKUP_TOKENS = 10
 
@@ -110,10 +109,7 @@ class SpeculativeEngine(Engine):
     @property
     def max_path_drafts(self) -> int | None:
         """Deepest draft token a round can accept (tree levels below the root), for per-depth α."""
-        depth = getattr(self.ea_model.drafter, "depth", None)
-        if depth is None:
-            return None
-        return min(depth + 1, self.ea_model.total_token - 1)
+        return self.ea_model.drafter.max_path_drafts
 
     def settings(self) -> dict:
         ea = self.ea_model
@@ -128,16 +124,13 @@ class PlainEngine(Engine):
 
     def __init__(self, base_model: nn.Module, stop_ids: set[int]):
         super().__init__(base_model, stop_ids)
-        self._target = TargetRunner(base_model)
+        self._decoder = PlainDecoder(base_model, stop_ids)
 
     def generate(self, prompt: list[int], sampling: SamplingConfig, max_new_tokens: int) -> TurnResult:
-        ids = check_prompt(torch.tensor([prompt], dtype=torch.long))
-        context = int(getattr(self.base_model.config, "max_position_embeddings", 2048))
-        capacity = plan_capacity(ids.shape[1], max_new_tokens, 1, context)
         stats = GenerationStats()
         tokens: list[int] = []
-        for new in autoregressive_stream(self._target, ids, TokenSampler(sampling), max_new_tokens, capacity,
-                                         self.stop_ids, stats):
+        for new in self._decoder.stream(torch.tensor([prompt], dtype=torch.long), TokenSampler(sampling),
+                                        max_new_tokens, None, stats):
             tokens.extend(new)
         return TurnResult.from_stats(tokens, stats)
 

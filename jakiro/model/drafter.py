@@ -31,3 +31,8 @@ class Drafter(ABC):
     def forwards_per_round(self) -> int:
         """Draft forwards one `propose` costs (for reports); subclasses override."""
         return 0
+
+    @property
+    def max_path_drafts(self) -> int | None:
+        """The most draft tokens one round can accept (the deepest tree level), or None if unbounded/unknown."""
+        return None

@@ -14,8 +14,7 @@ from .budget import choose_total_token
 from .cnets import JakiroDraftModel, init_weights
 from .configs import DraftConfig
 from .drafter import Drafter
-from .generation import (GenerationStats, autoregressive_stream, check_prompt, plan_capacity,
-                         speculative_stream)
+from .generation import GenerationStats, PlainDecoder, check_prompt, plan_capacity, speculative_stream
 from .sampling import SamplingConfig, TokenSampler
 from .target import TargetRunner
 from .tree_drafter import TreeDrafter
@@ -48,6 +47,7 @@ class EaModel(nn.Module):
         self._target = TargetRunner(base_model)
         self.drafter = self.make_drafter()
         self.stop_ids = stop_token_ids(base_model)
+        self._plain = PlainDecoder(base_model, self.stop_ids)
         self.last_stats = GenerationStats()
 
     # -- construction --------------------------------------------------------------------------
@@ -62,16 +62,31 @@ class EaModel(nn.Module):
                         top_k: int = 10, torch_dtype: str | torch.dtype | None = None, device_map: str | None = None,
                         **options) -> "EaModel":
         """Load a base model (path or alias) and a draft head folder (or a shipped head's alias)."""
-        from ..heads import resolve_head_path
-
         if ea_model_path is None:
             raise ConfigError("ea_model_path is required: pass a draft head folder or a shipped head alias")
-        head_path = resolve_head_path(ea_model_path)
+        from ..heads import resolve_head_path
+
+        resolve_head_path(ea_model_path)  # a missing head fails before the (slow) base model load
         base, tokenizer = load_base_model(base_model_path, torch_dtype=torch_dtype, device_map=device_map)
-        head = JakiroDraftModel.from_pretrained(head_path, base_model=base)
-        head.to(device=base.get_output_embeddings().weight.device, dtype=base.dtype)
+        return cls.from_base_and_head(base, tokenizer, ea_model_path, total_token=total_token, depth=depth,
+                                      top_k=top_k, **options)
+
+    @classmethod
+    def from_base_and_head(cls, base_model: nn.Module, tokenizer, ea_model_path: str | os.PathLike,
+                           total_token: int = 60, depth: int = 5, top_k: int = 10, expect_method: str | None = None,
+                           role: str = "this model", **options) -> "EaModel":
+        """Attach a saved head to an already loaded base model (several heads can share one base).
+
+        ``expect_method`` refuses a head of another method; ``role`` names who expected it in that error."""
+        from ..heads import resolve_head_path
+
+        head = JakiroDraftModel.from_pretrained(resolve_head_path(ea_model_path), base_model=base_model)
+        if expect_method is not None and head.config.method != expect_method:
+            raise ConfigError(f"{role} expects a {expect_method} head but {str(ea_model_path)!r} is a "
+                              f"{head.config.method} head")
+        head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
         head.eval()
-        return cls(base, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, **options)
+        return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, **options)
 
     @classmethod
     def from_base_model(cls, base_model: nn.Module, tokenizer=None, total_token: int = 60, depth: int = 5,
@@ -121,11 +136,11 @@ class EaModel(nn.Module):
     def naive_generate(self, input_ids: torch.Tensor, temperature: float = 0.0, top_p: float = 0.0, top_k: int = 0,
                        max_new_tokens: int = 512, max_length: int | None = None) -> Iterator[torch.Tensor]:
         """Plain decoding with the same cache and stopping rules, yielding after every token."""
-        input_ids, sampler, capacity = self._setup(input_ids, temperature, top_p, top_k, max_new_tokens,
-                                                   max_length, 1)
+        sampler = TokenSampler(SamplingConfig(temperature, top_p, top_k))
+        input_ids = check_prompt(input_ids)
+        self.last_stats = GenerationStats()
         tokens: list[int] = []
-        for new in autoregressive_stream(self._target, input_ids, sampler, max_new_tokens, capacity,
-                                         self.stop_ids, self.last_stats):
+        for new in self._plain.stream(input_ids, sampler, max_new_tokens, max_length, self.last_stats):
             tokens.extend(new)
             yield self._join(input_ids, tokens)
 

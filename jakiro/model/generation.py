@@ -154,3 +154,26 @@ def autoregressive_stream(target: TargetRunner, input_ids: torch.Tensor, sampler
         stats.rounds += 1
         stats.accept_lengths.append(1)
         logits, _ = target.extend(torch.tensor([[token]], device=device))
+
+
+class PlainDecoder:
+    """Plain decoding of a base model with the library's cache, stop rule and checks (no draft head needed)."""
+
+    def __init__(self, base_model, stop_ids: set[int] | None = None):
+        from .ea_model import stop_token_ids
+
+        self.base_model = base_model
+        self.stop_ids = stop_token_ids(base_model) if stop_ids is None else stop_ids
+        self._target = TargetRunner(base_model)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.base_model.config, "max_position_embeddings", 2048))
+
+    def stream(self, input_ids: torch.Tensor, sampler: TokenSampler, max_new_tokens: int,
+               max_length: int | None, stats: GenerationStats) -> Iterator[list[int]]:
+        """Yield each new token (as a one-element list) after the same up-front checks as speculation."""
+        input_ids = check_prompt(input_ids)
+        capacity = plan_capacity(input_ids.shape[1], max_new_tokens, 1,
+                                 self.context_length if max_length is None else int(max_length))
+        return autoregressive_stream(self._target, input_ids, sampler, max_new_tokens, capacity, self.stop_ids, stats)

@@ -41,6 +41,10 @@ class TreeDrafter(Drafter):
     def forwards_per_round(self) -> int:
         return self.depth if self.cepd else self.depth + 1
 
+    @property
+    def max_path_drafts(self) -> int:
+        return min(self.depth + 1, self.total_token - 1)
+
     def start(self, input_ids: torch.Tensor, features: torch.Tensor, capacity: int) -> None:
         self.cache = PreallocatedLayer(capacity + self.depth * self.top_k + 1)
         self.stable = 0
