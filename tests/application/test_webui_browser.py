@@ -76,3 +76,12 @@ def test_two_sessions_stream_stop_clear_and_screenshot(tiny_model_args, tmp_path
         # The screenshot script's capture works against the same server.
         out = capture(url, tmp_path / "capture.png", prompt="one two three", context=browser, timeout_s=120)
         assert out.stat().st_size > 20_000
+
+
+def test_a_missing_chromium_names_the_install_script(monkeypatch, tmp_path):
+    from jakiro.application.browser import chromium_path
+    from jakiro.errors import ConfigError
+
+    monkeypatch.setenv("JAKIRO_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    with pytest.raises(ConfigError, match="scripts/install_browser.sh"):
+        chromium_path()
