@@ -23,7 +23,7 @@ setup(
                       if line and not line.startswith("#")],
     extras_require={
         "test": ["pytest>=8", "scipy>=1.11", "playwright>=1.40"],
-        "webui": ["gradio>=5"],
+        "webui": ["gradio>=6"],
         "templates": ["fschat>=0.2.34"],
         "plot": ["matplotlib>=3.8"],
     },
