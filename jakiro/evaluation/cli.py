@@ -7,13 +7,12 @@ Every command takes the same names for the same things, and turns a `JakiroError
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, JakiroError
+from ..commands import run_main  # noqa: F401  (re-exported: every evaluation command uses it)
+from ..errors import ConfigError
 from ..model.sampling import SamplingConfig
 from .answering import GenerationPlan
 
@@ -58,17 +57,6 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--answer-file", default=None,
                        help="answer JSONL (default answers/BENCH/MODEL_ID.jsonl); existing answers are kept and skipped")
     group.add_argument("--model-id", default=None, help="name recorded in the answers (default from method and model)")
-
-
-def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
-             argv: Sequence[str] | None = None) -> int:
-    """Parse, run, and report library errors as one line on stderr (exit code 2)."""
-    args = parser.parse_args(argv)
-    try:
-        return int(run(args) or 0)
-    except JakiroError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
 
 
 def device_map_for(device: str) -> str | None:

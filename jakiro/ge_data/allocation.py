@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from ..base_models import DEFAULT_BASE_MODEL, resolve_base_model_path
-from ..errors import ConfigError, JakiroError
+from ..commands import exit_on_error
+from ..errors import ConfigError
 from ..model.configs import base_fingerprint
 from ..templates import TEMPLATES
 from ..version import __version__
@@ -28,7 +29,7 @@ from .worker import run_worker
 PLAN = "plan.json"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jakiro.ge_data.allocation",
                                      description="Generate training data (tokens, loss masks, base-model features).")
     parser.add_argument("--data-path", required=True, help="ShareGPT conversations: a JSON list or JSONL file")
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default=None, help="model dtype (default fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--seed", type=int, default=42, help="shuffle seed for choosing conversations")
     parser.add_argument("--skip-invalid", action="store_true", help="skip malformed/empty conversations instead of failing")
-    return parser.parse_args(argv)
+    return parser
 
 
 def file_digest(path: str) -> str:
@@ -163,12 +164,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except JakiroError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_error(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..base_models import load_base_model, parse_dtype
+from ..base_models import load_base_model
 from ..errors import ConfigError
 from .budget import choose_total_token
 from .cnets import JakiroDraftModel, init_weights

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..base_models import DEFAULT_BASE_MODEL, load_base_model
-from ..errors import ConfigError, JakiroError
+from ..commands import exit_on_error
+from ..errors import ConfigError
 from ..ge_data.storage import write_json_atomic
 from ..model.cnets import JakiroDraftModel, init_weights
 from ..model.configs import DraftConfig
@@ -33,7 +33,7 @@ from .rollout import evaluate
 PROGRESS = "progress.json"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jakiro.train.main", description="Train a Jakiro / EAGLE-2 draft head.")
     parser.add_argument("--data", required=True, help="data folder written by jakiro.ge_data.allocation")
     parser.add_argument("--base-model-path", default=DEFAULT_BASE_MODEL, help="HF model folder or alias")
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="predict only the N most frequent tokens")
     parser.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N optimizer steps (smoke tests)")
     parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def build_head(run: RunConfig, base_model, data_folder: str) -> JakiroDraftModel:
@@ -221,12 +221,7 @@ def _progress(total: int, epoch: int, enabled: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        train(args)
-    except JakiroError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_error(build_parser(), train, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ def test_highlight_wraps_only_drafted_text_and_escapes_markup():
     assert "<b>" not in shown and "&lt;b&gt;" in shown
     assert "*" not in shown.replace("&#42;", "")
     assert shown.count(f'class="{DRAFT_CLASS}"') == 2  # one span per line, the newline stays outside
-    assert "\n" in shown and f"</span>\n<span" in shown
+    assert "\n" in shown and "</span>\n<span" in shown
 
 
 def test_prompt_history_skips_failed_turns_and_chatbot_shows_states():

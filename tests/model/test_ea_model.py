@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from jakiro.model.ea_model import EaModel
 from tests.utils import build_base, hf_greedy, make_oracle, random_prompt

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jakiro.ge_data.allocation import main as generate
-from tests.ge_data.conftest import CONVERSATIONS  # noqa: F401  (re-exported for readers)
-from tests.ge_data.conftest import data_file, other_base_dir, tiny_base_dir  # noqa: F401
+from tests.conftest import CONVERSATIONS
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_base_dir, tmp_path_factory):
     """Training data for the tiny base (regenerated answers, so there are enough assistant tokens)."""
-    import json
-
     folder = tmp_path_factory.mktemp("train-data")
     source = folder / "conversations.jsonl"
     source.write_text("".join(json.dumps(item) + "\n" for item in CONVERSATIONS * 4))
