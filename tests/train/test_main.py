@@ -117,3 +117,17 @@ def test_model_card_reports_data_epochs_and_measurement(tiny_data, tiny_base_dir
     manifest = json.loads((tiny_data / "manifest.json").read_text())
     assert f"{manifest['tokens']} tokens" in card and "Epochs: 2" in card
     assert "τ = **2.50**" in card and "tree 16/4/4" in card
+
+
+def test_export_in_bf16_keeps_outputs_lossless(tiny_data, tiny_base_dir, tmp_path):
+    from jakiro.train.export import main as export
+
+    out = tmp_path / "bf16"
+    train(tiny_data, tiny_base_dir, out)
+    export(["--head", str(out / "head"), "--out", str(tmp_path / "shipped"), "--dtype", "bfloat16"])
+    weights = load_file(str(tmp_path / "shipped" / "model.safetensors"))
+    assert weights["fc.weight"].dtype == torch.bfloat16
+    ea = EaModel.from_pretrained(str(tiny_base_dir), str(tmp_path / "shipped"), total_token=10, depth=3, top_k=3)
+    base, tokenizer = load_base_model(str(tiny_base_dir))
+    prompt = torch.tensor([tokenizer("tell me a story about a small robot")["input_ids"]])
+    assert torch.equal(ea.eagenerate(prompt, max_new_tokens=16), base.generate(prompt, do_sample=False, max_new_tokens=16))
