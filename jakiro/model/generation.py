@@ -104,7 +104,7 @@ def speculative_stream(target: TargetRunner, drafter: Drafter, input_ids: torch.
     target.reset(capacity)
     logits, features = target.extend(input_ids)
     drafter.start(input_ids, features, capacity)
-    root = sampler.sample(logits[0, -1])
+    root = sampler.sample(logits)
     stats.prefill_time = _now(device) - begin
     yield output.emit([root])
     stats.new_tokens, stats.wall_time = len(output.tokens), _now(device) - begin
@@ -145,7 +145,7 @@ def autoregressive_stream(target: TargetRunner, input_ids: torch.Tensor, sampler
     logits, _ = target.extend(input_ids)
     stats.prefill_time = _now(device) - begin
     while True:
-        token = sampler.sample(logits[0, -1])
+        token = sampler.sample(logits)
         emitted = output.emit([token])
         stats.new_tokens, stats.wall_time = len(output.tokens), _now(device) - begin
         yield emitted

@@ -11,11 +11,18 @@ exactly as p, the target's processed distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from .sampling import TokenSampler
 from .tree import DraftTree
+
+
+class NodeLogitsLike(Protocol):
+    """Target logits per tree node: a [N, V] tensor, or the lazy `target.NodeLogits`."""
+
+    def __getitem__(self, node: int) -> torch.Tensor: ...
 
 
 @dataclass
@@ -30,20 +37,20 @@ class Verdict:
         return len(self.path) - 1
 
 
-def verify_greedy(tree: DraftTree, logits: torch.Tensor) -> Verdict:
+def verify_greedy(tree: DraftTree, logits: NodeLogitsLike) -> Verdict:
     """Longest path whose tokens each equal the target's argmax at their parent."""
-    best = logits.argmax(dim=-1).tolist()
     tokens = tree.tokens.tolist()
     node, path = 0, [0]
     while True:
-        nxt = next((c for c in tree.children(node) if tokens[c] == best[node]), None)
+        best = int(logits[node].argmax())
+        nxt = next((c for c in tree.children(node) if tokens[c] == best), None)
         if nxt is None:
-            return Verdict(path=path, bonus_token=best[node])
+            return Verdict(path=path, bonus_token=best)
         node = nxt
         path.append(node)
 
 
-def verify_sampling(tree: DraftTree, logits: torch.Tensor, sampler: TokenSampler) -> Verdict:
+def verify_sampling(tree: DraftTree, logits: NodeLogitsLike, sampler: TokenSampler) -> Verdict:
     """Recursive rejection sampling over the tree (deterministic candidates, q(x) = 1)."""
     tokens = tree.tokens.tolist()
     node, path = 0, [0]
@@ -71,5 +78,5 @@ def verify_sampling(tree: DraftTree, logits: torch.Tensor, sampler: TokenSampler
         path.append(node)
 
 
-def verify(tree: DraftTree, logits: torch.Tensor, sampler: TokenSampler) -> Verdict:
+def verify(tree: DraftTree, logits: NodeLogitsLike, sampler: TokenSampler) -> Verdict:
     return verify_greedy(tree, logits) if sampler.greedy else verify_sampling(tree, logits, sampler)
