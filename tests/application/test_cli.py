@@ -65,7 +65,15 @@ def test_interactive_chat_keeps_history_until_clear(tiny_model_args):
     assert answers[0] == answers[2]  # after /clear the same first question gets the same greedy answer
 
 
-def test_plain_mode_and_missing_head_message(tiny_chat_model_path, capsys):
+@pytest.fixture
+def no_shipped_heads(tmp_path, monkeypatch):
+    """As if the package had been installed without its shipped heads."""
+    import jakiro.heads
+
+    monkeypatch.setattr(jakiro.heads, "HEADS_DIR", tmp_path / "no-heads")
+
+
+def test_plain_mode_and_missing_head_message(tiny_chat_model_path, capsys, no_shipped_heads):
     code, lines = run_cli(["--base-model-path", str(tiny_chat_model_path), "--random-head", "--plain",
                            "--prompt", "hi", "--max-new-token", "5", "--no-warmup"])
     assert code == 0 and PLAIN_LINE.match(lines[1]).group(1) == "5"
@@ -103,7 +111,7 @@ def test_module_entry_point(tiny_model_args):
     assert JAKIRO_LINE.match(lines[-4]) and PLAIN_LINE.match(lines[-3]) and lines[-2].startswith("speedup: ")
 
 
-def test_webui_without_an_installed_head_says_what_to_do(tiny_chat_model_path, capsys):
+def test_webui_without_an_installed_head_says_what_to_do(tiny_chat_model_path, capsys, no_shipped_heads):
     assert webui.main(["--base-model-path", str(tiny_chat_model_path)]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("jakiro webui: error: shipped head")
