@@ -142,3 +142,14 @@ def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
         if settings.get("total_token_requested") == -1 and isinstance(settings.get("total_token"), int):
             return settings["total_token"], dict(meta.get("budget_timings") or {})
     return None
+
+
+def answer_and_report(engine: Engine, tokenizer, questions: list[Question], answer_file: Path, model_id: str,
+                      meta: dict, plan: GenerationPlan, args) -> int:
+    """The answer commands' common end: answer (resuming), say where the answers went, exit code 0."""
+    import sys
+
+    count = run_answers(engine, tokenizer, questions, answer_file, model_id, meta, plan, args.warmup,
+                        progress=not args.no_progress)
+    print(f"{count} question(s) answered -> {answer_file}", file=sys.stderr)
+    return 0

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..base_models import load_base_model
     from ..model.ea_model import stop_token_ids
-    from .answering import run_answers
+    from .answering import answer_and_report
     from .engines import baseline_engine
     from .environment import run_meta
     from .questions import load_questions
@@ -56,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {**sampling_settings(args), **engine.settings(), "dtype": dtype_name(base.dtype),
                 "base_model": str(args.base_model_path), "bench": label}
     meta = run_meta("gen_baseline_answer", engine.device, settings, model_id=model_id)
-    count = run_answers(engine, tokenizer, questions, answer_file, model_id, meta, plan, args.warmup,
-                        progress=not args.no_progress)
-    print(f"{count} question(s) answered -> {answer_file}", file=sys.stderr)
-    return 0
+    return answer_and_report(engine, tokenizer, questions, answer_file, model_id, meta, plan, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..heads import resolve_head_path
     from ..model.configs import DraftConfig
     from ..model.ea_model import EaModel
-    from .answering import recorded_budget, run_answers
+    from .answering import answer_and_report, recorded_budget
     from .engines import SpeculativeEngine
     from .environment import run_meta
     from .questions import load_questions
@@ -66,10 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 "head_sha256": head_hash(head_path), "bench": label}
     meta = run_meta("gen_ea_answer", engine.device, settings, model_id=model_id, head=str(args.ea_model_path),
                     head_method=engine.name, budget_timings=budget_timings)
-    count = run_answers(engine, ea.tokenizer, questions, answer_file, model_id, meta, plan, args.warmup,
-                        progress=not args.no_progress)
-    print(f"{count} question(s) answered -> {answer_file}", file=sys.stderr)
-    return 0
+    return answer_and_report(engine, ea.tokenizer, questions, answer_file, model_id, meta, plan, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
