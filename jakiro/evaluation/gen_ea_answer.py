@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def head_hash(head_path: Path) -> str:
-    from ..model.cnets import file_sha256
+    from ..files import file_sha256
 
     weights = head_path / "model.safetensors"
     return file_sha256(weights) if weights.is_file() else ""

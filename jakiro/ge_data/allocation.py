@@ -8,7 +8,6 @@ same command resumes: finished shards are skipped. Data made with another base m
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,11 +18,12 @@ import torch
 from ..base_models import DEFAULT_BASE_MODEL, resolve_base_model_path
 from ..commands import exit_on_error
 from ..errors import ConfigError
+from ..files import file_sha256, write_json_atomic
 from ..model.configs import base_fingerprint
 from ..templates import TEMPLATES
 from ..version import __version__
 from .conversations import load_conversations
-from .storage import MANIFEST, list_shards, read_manifest, write_json_atomic
+from .storage import MANIFEST, list_shards, read_manifest
 from .worker import run_worker
 
 PLAN = "plan.json"
@@ -56,14 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def make_plan(args: argparse.Namespace) -> dict:
     from transformers import AutoConfig
 
@@ -81,7 +73,7 @@ def make_plan(args: argparse.Namespace) -> dict:
         raise ConfigError("--max-new-tokens must be smaller than --max-length")
     return {
         "format_version": 1, "library_version": __version__, "outdir": str(Path(args.outdir).resolve()),
-        "data_path": str(Path(args.data_path).resolve()), "data_sha256": file_digest(args.data_path),
+        "data_path": str(Path(args.data_path).resolve()), "data_sha256": file_sha256(args.data_path)[:16],
         "base_model": str(args.base_model_path), "base_model_path": folder, "base_fingerprint": fingerprint,
         "chat_template": args.chat_template, "max_length": args.max_length, "save_layers": save_layers,
         "regenerate": args.regenerate, "max_new_tokens": args.max_new_tokens, "max_turns": args.max_turns,
@@ -119,7 +111,7 @@ def write_manifest(plan: dict, outdir: Path, complete: bool = True) -> dict:
     manifest.update({"data_path": plan["data_path"], "shards": [s.path.name for s in shards],
                      "conversations": conversations, "tokens": tokens, "torch_version": torch.__version__,
                      "complete": complete, "planned_shards": plan["num_shards"]})
-    write_json_atomic(outdir / MANIFEST, manifest)
+    write_json_atomic(outdir / MANIFEST, manifest, sort_keys=True)
     return manifest
 
 
@@ -135,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = make_plan(args)
     outdir.mkdir(parents=True, exist_ok=True)
     check_resume(plan, outdir)
-    write_json_atomic(outdir / PLAN, plan)
+    write_json_atomic(outdir / PLAN, plan, sort_keys=True)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     workers = len(gpus) or max(1, args.num_workers)
     if workers == 1:
@@ -144,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         plan["threads_per_worker"] = None if gpus else threads
-        write_json_atomic(outdir / PLAN, plan)
+        write_json_atomic(outdir / PLAN, plan, sort_keys=True)
         processes = []
         for index in range(workers):
             env = dict(os.environ, TOKENIZERS_PARALLELISM="false")

@@ -28,12 +28,6 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.safetensors"
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def write_shard(path: Path, samples: list[dict[str, torch.Tensor]], metadata: dict[str, str]) -> int:
     """Write samples (each with input_ids, loss_mask, hidden_state[, hidden_state_layerN]); return tokens."""
     lengths = [len(s["input_ids"]) for s in samples]

@@ -9,7 +9,6 @@ which FFN branches come out is an argument (`branches`), never an edit of source
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -217,14 +216,6 @@ def check_head_matches_base(config: DraftConfig, base_config, where: str | Path 
         raise CheckpointError(
             f"draft head {str(where)!r} was trained for base {config.base_model!r}, whose architecture differs from "
             f"{getattr(base_config, 'name_or_path', '?')!r}: use a head trained for this base")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def init_weights(model: JakiroDraftModel, std: float = 0.02) -> None:

@@ -47,7 +47,7 @@ class EaModel(nn.Module):
         self._target = TargetRunner(base_model)
         self.drafter = self.make_drafter()
         self.stop_ids = stop_token_ids(base_model)
-        self._plain = PlainDecoder(base_model, self.stop_ids)
+        self._plain = PlainDecoder(base_model, self.stop_ids, self._target)
         self.last_stats = GenerationStats()
 
     # -- construction --------------------------------------------------------------------------

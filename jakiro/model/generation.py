@@ -159,12 +159,12 @@ def autoregressive_stream(target: TargetRunner, input_ids: torch.Tensor, sampler
 class PlainDecoder:
     """Plain decoding of a base model with the library's cache, stop rule and checks (no draft head needed)."""
 
-    def __init__(self, base_model, stop_ids: set[int] | None = None):
+    def __init__(self, base_model, stop_ids: set[int] | None = None, target: TargetRunner | None = None):
         from .ea_model import stop_token_ids
 
         self.base_model = base_model
         self.stop_ids = stop_token_ids(base_model) if stop_ids is None else stop_ids
-        self._target = TargetRunner(base_model)
+        self._target = TargetRunner(base_model) if target is None else target  # share one KV cache when given
 
     @property
     def context_length(self) -> int:

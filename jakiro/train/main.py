@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from ..base_models import DEFAULT_BASE_MODEL, load_base_model
 from ..commands import exit_on_error
 from ..errors import ConfigError
-from ..ge_data.storage import write_json_atomic
+from ..files import write_json_atomic
 from ..model.cnets import JakiroDraftModel, init_weights
 from ..model.configs import DraftConfig
 from .config import RunConfig, load_run_config
@@ -134,7 +134,7 @@ def train(args: argparse.Namespace) -> Path:
     del base
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(saved_run, run.to_json())
+        write_json_atomic(saved_run, run.to_json(), sort_keys=True)
 
     train_set = ShardDataset(train_entries, cfg.max_len)
     holdout = [ShardDataset(holdout_entries, cfg.max_len)[i] for i in range(min(cfg.eval_sequences, len(holdout_entries)))]
@@ -194,7 +194,7 @@ def train(args: argparse.Namespace) -> Path:
         if accelerator.is_main_process:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            write_json_atomic(out / PROGRESS, {"epoch": epoch, "last_state": state_name})
+            write_json_atomic(out / PROGRESS, {"epoch": epoch, "last_state": state_name}, sort_keys=True)
             print(json.dumps(record), flush=True)
         accelerator.wait_for_everyone()
     return export_head(accelerator, model, out)

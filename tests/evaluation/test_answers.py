@@ -10,7 +10,7 @@ import torch
 from jakiro.chat import prompt_ids
 from jakiro.evaluation import compare, gen_baseline_answer, gen_ea_answer, plot, speed
 from jakiro.evaluation.engines import HFGenerateEngine, PlainEngine, SpeculativeEngine, cut_at_stop
-from jakiro.model.cnets import file_sha256
+from jakiro.files import file_sha256
 from jakiro.model.sampling import SamplingConfig
 from tests.helpers.tiny_models import build_tiny_base, build_tiny_tokenizer
 
