@@ -4,6 +4,8 @@ Each layer owns one key and one value buffer of ``capacity`` positions, allocate
 A forward writes its new entries after the current length and attends to a view of the filled
 prefix, so a tree of candidate tokens is appended like any other tokens. After verification,
 `compact` moves the accepted entries next to the committed prefix and drops the rest, in place.
+Layers keep their own lengths: an early-exit drafter (Kangaroo) fills the shallow layers ahead of the
+deep ones, and `compact` (or `crop`) brings every layer back to the same committed length.
 """
 
 from __future__ import annotations
@@ -74,7 +76,11 @@ class TreeKVCache(Cache):
 
     @property
     def length(self) -> int:
-        return self.layers[0].length
+        """Positions every layer holds: the committed prefix (early-exit drafting runs shallow layers ahead)."""
+        return min(layer.length for layer in self.layers)
+
+    def layer_lengths(self) -> list[int]:
+        return [layer.length for layer in self.layers]
 
     def crop(self, length: int) -> None:
         for layer in self.layers:

@@ -3,13 +3,23 @@
 Prefill runs the prompt causally; verification appends the tree's tokens to the KV cache with a 4-D
 mask (each node sees the committed prefix and its own ancestors) at positions ``prefix + depth``.
 After acceptance, `commit` keeps the accepted nodes' KV entries and drops the rest.
+
+Early-exit methods (Kangaroo) split the same forward in two on the same cache: `run_shallow` runs the
+embedding and decoder layers ``[0, l)`` and returns the raw residual stream; `run_deep` runs layers
+``[l, L)`` and the final norm on given hidden states. Both call the model's own layer, rotary and norm
+modules, so a split forward computes exactly what the full one does; each layer's KV entries live in
+that layer of the one cache, so shallow layers may run ahead of deep ones until `commit` aligns them.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .kv_cache import TreeKVCache
 from .tree import DraftTree
 
@@ -97,3 +107,103 @@ class TargetRunner:
     def commit(self, start: int, nodes: list[int]) -> None:
         """Keep the KV entries of the accepted tree nodes (root first) right after the prefix."""
         self.cache.compact(start, torch.tensor(nodes, device=self.device))
+
+    # -- split forwards (early exit) -------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder.layers)
+
+    def check_exit_layer(self, exit_layer: int) -> int:
+        """``exit_layer`` as an int in ``1 .. L-1``, or a one-line error; also refuse decoders we cannot split."""
+        layers = self.num_layers
+        if isinstance(exit_layer, bool) or not isinstance(exit_layer, int) or not 1 <= exit_layer < layers:
+            raise ConfigError(f"exit_layer must be an integer in 1..{layers - 1} (the base model has {layers} "
+                              f"decoder layers), got {exit_layer!r}")
+        missing = [name for name in ("embed_tokens", "layers", "norm", "rotary_emb") if not hasattr(self.decoder, name)]
+        if missing:
+            raise ConfigError(f"{type(self.decoder).__name__} lacks {missing}: early exit needs a LLaMA-style decoder")
+        if "sliding_attention" in (getattr(self.model.config, "layer_types", None) or ()):
+            raise ConfigError("early exit does not support sliding-window attention layers: use a model without them")
+        return exit_layer
+
+    def layer_length(self, layer: int) -> int:
+        """KV entries held by one decoder layer (shallow layers run ahead of deep ones while drafting)."""
+        return self.cache.layers[layer].length
+
+    @torch.no_grad()
+    def extend_capture(self, input_ids: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`extend` (the full forward) plus the residual stream after the first ``layer`` decoder layers [1, n, H].
+
+        The stream comes from the model's own ``output_hidden_states`` (``hidden_states[layer]``), the
+        same tensor `jakiro.ge_data` saves as ``hidden_state_layer{layer}`` for training."""
+        start, new = self.length, input_ids.shape[1]
+        positions = torch.arange(start, start + new, device=self.device)[None]
+        mask = None
+        if new > 1 and start > 0:
+            mask = self._additive(torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start))
+        out = self.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
+                           output_hidden_states=True, **{_cache_keyword(self.decoder): self.cache})
+        hidden = out.last_hidden_state
+        return self.lm_head(hidden[0, -1]), hidden, out.hidden_states[layer]
+
+    @torch.no_grad()
+    def run_shallow(self, input_ids: torch.Tensor, exit_layer: int, positions: torch.Tensor | None = None,
+                    block: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedding + layers ``[0, exit_layer)`` on ``input_ids`` [1, n]; the raw residual stream [1, n, H].
+
+        ``positions`` [1, n] default to right after the shallow cache. ``block`` [n, m] (bool) says which
+        of the last ``m`` keys (this call's n tokens included) each token sees; every earlier key is
+        visible. Without it, the tokens attend causally after the cache."""
+        hidden = self.decoder.embed_tokens(input_ids.to(self.device))
+        return self._run_layers(hidden, 0, exit_layer, positions, block)
+
+    @torch.no_grad()
+    def run_deep(self, hidden: torch.Tensor, exit_layer: int, positions: torch.Tensor | None = None,
+                 block: torch.Tensor | None = None) -> torch.Tensor:
+        """Layers ``[exit_layer, L)`` and the final norm on a residual stream [1, n, H]: the features `lm_head` reads."""
+        return self.decoder.norm(self._run_layers(hidden, exit_layer, self.num_layers, positions, block))
+
+    @torch.no_grad()
+    def verify_deep(self, tree: DraftTree, shallow: torch.Tensor, exit_layer: int) -> tuple[NodeLogits, torch.Tensor]:
+        """`verify` for a tree whose shallow layers already ran (while drafting): only layers ``[l, L)`` run here.
+
+        ``shallow`` [N, H] or [1, N, H] is the residual stream of every node in tree order, whose
+        shallow KV entries were written at ``length + node``, exactly where `verify` would put them."""
+        start = self.length
+        positions = (tree.depths.to(self.device) + start)[None]
+        hidden = self.run_deep(shallow.reshape(1, len(tree), -1), exit_layer, positions,
+                               tree.ancestor_mask.to(self.device))[0]
+        return NodeLogits(hidden, self.lm_head), hidden
+
+    def _run_layers(self, hidden: torch.Tensor, first: int, last: int, positions: torch.Tensor | None,
+                    block: torch.Tensor | None) -> torch.Tensor:
+        if self.cache is None:
+            raise RuntimeError("the target cache is not set up: call reset(capacity) first")
+        new = hidden.shape[1]
+        past = self.layer_length(first)
+        if positions is None:
+            positions = torch.arange(past, past + new, device=self.device)[None]
+        positions = positions.to(self.device)
+        mask = None
+        if block is not None:
+            block = block.to(self.device)
+            seen = torch.ones(new, past + new - block.shape[1], dtype=torch.bool, device=self.device)
+            mask = self._additive(torch.cat((seen, block), dim=1))
+        elif new > 1:
+            mask = self._additive(torch.ones(new, past + new, dtype=torch.bool, device=self.device).tril(past))
+        embeddings = self.decoder.rotary_emb(hidden, position_ids=positions)
+        for layer in self.decoder.layers[first:last]:
+            out = layer(hidden, attention_mask=mask, position_ids=positions, use_cache=True,
+                        position_embeddings=embeddings, **{_cache_keyword(layer): self.cache})
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+
+def _cache_keyword(layer: nn.Module) -> str:
+    """The name a decoder (layer) takes its cache by (``cache`` in recent transformers 5.x, else ``past_key_values``)."""
+    return _cache_keyword_of(type(layer))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword_of(layer_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(layer_class.forward).parameters else "past_key_values"
