@@ -3,15 +3,23 @@
 A drafter proposes a tree of candidate tokens rooted at the last token the target produced, and
 is then told what the target accepted (token ids and the target's features at those positions).
 Jakiro, EAGLE-2, Jakiro* and Kangaroo differ only in their drafter.
+
+The target's two forwards of a sequence (the prompt's prefill and each tree's verification) also go
+through the drafter (`prefill`, `verify_forward`): by default the full model runs; an early-exit
+drafter (Kangaroo), which already ran the shallow layers while drafting, runs only the deep ones.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 
 from .tree import DraftTree
+
+if TYPE_CHECKING:
+    from .target import NodeLogits, TargetRunner
 
 
 class Drafter(ABC):
@@ -36,3 +44,11 @@ class Drafter(ABC):
     def max_path_drafts(self) -> int | None:
         """The most draft tokens one round can accept (the deepest tree level), or None if unbounded/unknown."""
         return None
+
+    def prefill(self, target: "TargetRunner", input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt's target forward: logits of the last position [V] and features [1, P, H] (default: full model)."""
+        return target.extend(input_ids)
+
+    def verify_forward(self, target: "TargetRunner", tree: DraftTree) -> tuple["NodeLogits", torch.Tensor]:
+        """The target forward over a proposed tree: per-node logits and features [N, H] (default: full model)."""
+        return target.verify(tree)

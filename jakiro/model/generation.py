@@ -102,7 +102,7 @@ def speculative_stream(target: TargetRunner, drafter: Drafter, input_ids: torch.
     output = _Output(stop_ids, max_new_tokens)
     begin = _now(device)
     target.reset(capacity)
-    logits, features = target.extend(input_ids)
+    logits, features = drafter.prefill(target, input_ids)
     drafter.start(input_ids, features, capacity)
     root = sampler.sample(logits)
     stats.prefill_time = _now(device) - begin
@@ -113,7 +113,7 @@ def speculative_stream(target: TargetRunner, drafter: Drafter, input_ids: torch.
         tree = drafter.propose(root)
         t1 = _now(device)
         prefix = target.length
-        logits, hidden = target.verify(tree)
+        logits, hidden = drafter.verify_forward(target, tree)
         verdict = verify(tree, logits, sampler)
         target.commit(prefix, verdict.path)
         path = torch.tensor(verdict.path, device=device)
