@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
 version = {}
@@ -16,9 +16,13 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["jakiro", "jakiro.*", "jakiro_star", "jakiro_star.*", "kangaroo", "kangaroo.*"]),
-    package_data={"jakiro": ["data/*/question.jsonl", "shipped_heads/*/*", "train/configs/*.json", "train/ds_config.json"]},
-    include_package_data=True,
+    # Data folders (question sets, shipped heads, training configs) are declared as packages too, each
+    # with its own files, so setuptools neither drops them nor warns about importable folders it was not told of.
+    packages=find_namespace_packages(include=["jakiro", "jakiro.*", "jakiro_star", "jakiro_star.*", "kangaroo",
+                                              "kangaroo.*"], exclude=["*.__pycache__"]),
+    package_data={"jakiro.data.mt_bench": ["question.jsonl"], "jakiro.data.spec_bench": ["question.jsonl"],
+                  "jakiro.shipped_heads": ["*/*"], "jakiro.train.configs": ["*.json"], "jakiro.train": ["ds_config.json"]},
+    include_package_data=False,
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines()
                       if line and not line.startswith("#")],
     extras_require={

@@ -105,6 +105,30 @@ def resolve_base_model_path(path_or_alias: str | os.PathLike) -> str:
     return name
 
 
+def check_sentencepiece(folder: str | os.PathLike) -> None:
+    """A SentencePiece ``tokenizer.model`` alone (Vicuna, LLaMA, LLaMA-2) needs sentencepiece + protobuf to load."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.model").is_file() or (folder / "tokenizer.json").is_file():
+        return
+    for module in ("sentencepiece", "google.protobuf"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise ConfigError(f"{str(folder)!r} has a SentencePiece tokenizer (tokenizer.model), which needs the "
+                              "packages sentencepiece and protobuf: run `pip install sentencepiece protobuf`") from None
+
+
+def same_base_model(name: str | os.PathLike | None, other: str | os.PathLike | None) -> bool:
+    """Whether two recorded base-model names (alias or path) name the same model: same alias, or same folder."""
+    first, second = str(name or ""), str(other or "")
+    if first == second or first.lower() == second.lower() == DEFAULT_BASE_MODEL:
+        return True
+    try:
+        return Path(first).exists() and Path(first).resolve() == Path(second).resolve()
+    except OSError:
+        return False
+
+
 def load_base_model(path_or_alias: str | os.PathLike = DEFAULT_BASE_MODEL, torch_dtype: str | torch.dtype | None = None,
                     device_map: str | None = None, attn_implementation: str = "sdpa"):
     """Load a causal LM and its tokenizer through their own `transformers` classes.
@@ -117,6 +141,7 @@ def load_base_model(path_or_alias: str | os.PathLike = DEFAULT_BASE_MODEL, torch
     folder = resolve_base_model_path(path_or_alias)
     device = device_map if device_map not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = parse_dtype(torch_dtype, device)
+    check_sentencepiece(folder)
     try:  # before the (slow) model load, so a folder without a tokenizer fails fast and in one line
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as err:
