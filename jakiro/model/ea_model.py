@@ -14,7 +14,8 @@ from .budget import choose_total_token
 from .cnets import JakiroDraftModel, init_weights
 from .configs import DraftConfig
 from .drafter import Drafter
-from .generation import GenerationStats, PlainDecoder, check_prompt, plan_capacity, speculative_stream
+from .generation import (GenerationStats, PlainDecoder, check_prompt, check_tree_options, plan_capacity,
+                         speculative_stream, vocab_size)
 from .sampling import SamplingConfig, TokenSampler
 from .target import TargetRunner
 from .tree_drafter import TreeDrafter
@@ -36,6 +37,7 @@ class EaModel(nn.Module):
     def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
                  depth: int = 5, top_k: int = 10, cepd: bool | None = None, legacy_cepd_alignment: bool = False):
         super().__init__()
+        check_tree_options(total_token=total_token, depth=depth, top_k=top_k)
         self.base_model = base_model
         self.ea_layer = ea_layer
         self.tokenizer = tokenizer
@@ -114,7 +116,7 @@ class EaModel(nn.Module):
     # -- generation ----------------------------------------------------------------------------
     def _setup(self, input_ids, temperature, top_p, top_k, max_new_tokens, max_length, tree_tokens):
         sampler = TokenSampler(SamplingConfig(temperature, top_p, top_k))
-        input_ids = check_prompt(input_ids)
+        input_ids = check_prompt(input_ids, vocab_size(self.base_model))
         limit = self.context_length if max_length is None else int(max_length)
         capacity = plan_capacity(input_ids.shape[1], max_new_tokens, tree_tokens, limit)
         self.last_stats = GenerationStats()

@@ -42,7 +42,13 @@ class GenerationStats:
         return self.new_tokens / self.wall_time if self.wall_time > 0 else 0.0
 
 
-def check_prompt(input_ids: torch.Tensor) -> torch.Tensor:
+def vocab_size(model) -> int:
+    """Rows of the model's input embedding: every prompt token id must be below this."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def check_prompt(input_ids: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
+    """A [1, T] LongTensor of ids, each in ``[0, vocab)`` when ``vocab`` is given (else a deep IndexError)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int):
         raise ConfigError("input_ids must be a LongTensor of token ids, shape [1, prompt_length]")
     if input_ids.dim() == 1:
@@ -51,7 +57,28 @@ def check_prompt(input_ids: torch.Tensor) -> torch.Tensor:
         raise ConfigError(f"input_ids must have shape [1, prompt_length] (batch size 1), got {tuple(input_ids.shape)}")
     if input_ids.shape[1] == 0:
         raise ConfigError("the prompt is empty: pass at least one token")
+    if vocab is not None:
+        outside = ((input_ids < 0) | (input_ids >= vocab)).nonzero()
+        if len(outside):
+            position = int(outside[0, 1])
+            raise ConfigError(f"token id {int(input_ids[0, position])} at prompt position {position} is outside the "
+                              f"vocabulary (ids 0..{vocab - 1}): encode the prompt with this model's own tokenizer")
     return input_ids.long()
+
+
+def check_tree_options(**options) -> None:
+    """Tree sizes must be integers: a string such as "60" would otherwise fail deep inside with a TypeError."""
+    for name, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__}): "
+                              f"pass a Python int such as {name}={_as_int_hint(value)}")
+
+
+def _as_int_hint(value) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return 60
 
 
 def plan_capacity(prompt_tokens: int, max_new_tokens: int, tree_tokens: int, context_length: int) -> int:
@@ -173,7 +200,7 @@ class PlainDecoder:
     def stream(self, input_ids: torch.Tensor, sampler: TokenSampler, max_new_tokens: int,
                max_length: int | None, stats: GenerationStats) -> Iterator[list[int]]:
         """Yield each new token (as a one-element list) after the same up-front checks as speculation."""
-        input_ids = check_prompt(input_ids)
+        input_ids = check_prompt(input_ids, vocab_size(self.base_model))
         capacity = plan_capacity(input_ids.shape[1], max_new_tokens, 1,
                                  self.context_length if max_length is None else int(max_length))
         return autoregressive_stream(self._target, input_ids, sampler, max_new_tokens, capacity, self.stop_ids, stats)
