@@ -14,6 +14,7 @@ from ..errors import JakiroError
 from .runner import ModelRunner
 from .session import DONE, FAILED, PENDING, RUNNING, STOPPED, ChatSession, Turn, stats_fields
 from .streaming import Sampling
+from .text_input import valid_text
 
 Outputs = tuple[ChatSession, list[dict[str, str]], str, str, str]
 
@@ -39,7 +40,7 @@ class ChatApp:
 
     def submit(self, text: str, session: ChatSession, highlight: bool) -> tuple[str, ...]:
         """Add the user's message as a pending turn (instant; the answer follows in `generate`)."""
-        text = (text or "").strip()
+        text = valid_text(text or "")[0].strip()
         if not text:
             return ("", *self._outputs(session, highlight, "Type a message first."))
         turn = session.add(text)

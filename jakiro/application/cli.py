@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from dataclasses import replace
 from typing import TextIO
 
 from ..chat import Message
 from ..errors import JakiroError
-from .options import (add_model_arguments, add_sampling_arguments, head_label, load_model, quiet_loading,
-                      sampling_from_args)
+from .options import (add_model_arguments, add_sampling_arguments, check_options, head_label, load_model,
+                      quiet_loading, sampling_from_args)
 from .streaming import AnswerStats, Piece, Sampling, stream_answer
+from .text_input import REPLACEMENT_NOTE, read_line, valid_text
 
 DRAFT_ANSI, RESET_ANSI = "\033[38;5;208m", "\033[0m"
 
@@ -62,9 +65,12 @@ class Printer:
 
 def answer(model, messages: list[Message], sampling: Sampling, speculative: bool,
            printer: Printer | None) -> tuple[str, AnswerStats, bool]:
-    """Generate (streaming to ``printer`` if given); returns text, stats and whether Ctrl-C stopped it."""
+    """Generate (streaming to ``printer`` if given); returns text, stats and whether Ctrl-C stopped it.
+
+    A stopped answer's stats count the tokens streamed and the time until the stop."""
     text: list[str] = []
     stats = AnswerStats()
+    begin = time.perf_counter()
     try:
         for update in stream_answer(model, messages, sampling, speculative=speculative):
             stats = update.stats
@@ -73,6 +79,8 @@ def answer(model, messages: list[Message], sampling: Sampling, speculative: bool
                 if printer:
                     printer.piece(piece)
     except KeyboardInterrupt:
+        wall = time.perf_counter() - begin
+        stats = replace(stats, wall_time=wall, tokens_per_second=stats.new_tokens / wall if wall > 0 else 0.0)
         return "".join(text), stats, True
     return "".join(text), stats, False
 
@@ -123,12 +131,14 @@ def interactive(model, args: argparse.Namespace, printer: Printer, stdin: TextIO
         printer.out.write(">>> ")
         printer.out.flush()
         try:
-            line = stdin.readline()
+            line, replaced = read_line(stdin)
         except KeyboardInterrupt:
-            line = ""
+            line, replaced = "", False
         if not line:
             printer.line()
             return 0
+        if replaced:
+            printer.line(REPLACEMENT_NOTE)
         text = line.strip()
         if not text:
             continue
@@ -149,12 +159,25 @@ def interactive(model, args: argparse.Namespace, printer: Printer, stdin: TextIO
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
 
 
+def clean_arguments(args: argparse.Namespace) -> None:
+    """Text options with bytes that are not UTF-8 (lone surrogates in ``sys.argv``) get U+FFFD, with a note."""
+    for name in ("prompt", "system"):
+        value = getattr(args, name)
+        if value is not None:
+            value, replaced = valid_text(value)
+            setattr(args, name, value)
+            if replaced:
+                print(f"{REPLACEMENT_NOTE} (--{name})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     args = parse_args(argv)
     out = stdout or sys.stdout
     printer = Printer(out, args.highlight)
+    clean_arguments(args)
     quiet_loading()
     try:
+        check_options(args)  # before the (slow) model load
         model = load_model(args)
         if args.prompt is not None:
             return one_shot(model, args, printer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..base_models import DEFAULT_BASE_MODEL, load_base_model
-from ..errors import CheckpointError, JakiroError
+from ..errors import CheckpointError, ConfigError, JakiroError
 from ..heads import resolve_head_path
 from .streaming import Sampling
 
@@ -41,6 +41,31 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, temperature: float =
 
 def sampling_from_args(args: argparse.Namespace) -> Sampling:
     return Sampling(args.temperature, args.top_p, args.top_k, args.max_new_token)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse bad sampling, tree and dtype options in one line before the (slow) model load, the same way in
+    the terminal chat and the web UI."""
+    import math
+
+    from ..base_models import parse_dtype
+
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise ConfigError(f"--temperature must be a number >= 0 (0 = greedy), got {args.temperature}")
+    if not 0.0 <= args.top_p <= 1.0:  # also refuses nan
+        raise ConfigError(f"--top-p must be between 0 and 1 (0 or 1 = off), got {args.top_p}")
+    if args.top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (0 = off), got {args.top_k}")
+    if args.max_new_token < 1:
+        raise ConfigError(f"--max-new-token must be >= 1, got {args.max_new_token}")
+    if args.total_token != -1 and args.total_token < 2:
+        raise ConfigError(f"--total-token must be >= 2 (root included) or -1 to pick by timing, got {args.total_token}")
+    if args.depth < 1:
+        raise ConfigError(f"--depth must be >= 1, got {args.depth}")
+    if args.top_k_tree < 1:
+        raise ConfigError(f"--top-k-tree must be >= 1, got {args.top_k_tree}")
+    if args.dtype != "auto":
+        parse_dtype(args.dtype)
 
 
 def check_head(args: argparse.Namespace) -> None:
@@ -79,4 +104,4 @@ def head_label(args: argparse.Namespace) -> str:
 
 
 __all__ = ["DEFAULT_HEAD", "JakiroError", "add_model_arguments", "add_sampling_arguments", "check_head",
-           "head_label", "load_model", "quiet_loading", "sampling_from_args"]
+           "check_options", "head_label", "load_model", "quiet_loading", "sampling_from_args"]

@@ -7,12 +7,14 @@ token (the first new token) and every token of plain decoding are the base model
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from ..chat import Message, prompt_ids
+from .text_input import valid_text
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,10 @@ class AnswerStats:
     def summary(self, label: str = "jakiro", with_tau: bool = True) -> str:
         """One line such as ``jakiro: 80 tokens in 1.20 s, 66.7 tokens/s, mean accepted length 2.31``."""
         line = f"{label}: {self.new_tokens} tokens in {self.wall_time:.2f} s, {self.tokens_per_second:.1f} tokens/s"
-        return line + (f", mean accepted length {self.mean_accept_length:.2f}" if with_tau else "")
+        if not with_tau:
+            return line
+        tau = f"{self.mean_accept_length:.2f}" if self.rounds else "n/a (no verification round finished)"
+        return line + f", mean accepted length {tau}"
 
 
 @dataclass
@@ -82,10 +87,21 @@ class Detokenizer:
         return after[len(before):]
 
 
-def _snapshot(model, drafted: int) -> AnswerStats:
+def _snapshot(model, drafted: int, produced: int, begin: float) -> AnswerStats:
+    """The model's stats, or, while they lag behind what was streamed (the prefill's token is yielded before
+    the model counts it), the streamed count over this answer's own clock: never "0 tokens" after text."""
     stats = model.last_stats
-    return AnswerStats(stats.new_tokens, stats.rounds, stats.wall_time, stats.tokens_per_second,
+    if stats.new_tokens == produced:
+        return AnswerStats(stats.new_tokens, stats.rounds, stats.wall_time, stats.tokens_per_second,
+                           stats.mean_accept_length, drafted)
+    wall = time.perf_counter() - begin
+    return AnswerStats(produced, stats.rounds, wall, produced / wall if wall > 0 else 0.0,
                        stats.mean_accept_length, drafted)
+
+
+def valid_messages(messages: list[Message]) -> list[Message]:
+    """The messages with any undecodable bytes replaced (see `text_input.valid_text`), ready to tokenize."""
+    return [{**m, "content": valid_text(m["content"])[0]} for m in messages]
 
 
 def stream_answer(model, messages: list[Message], sampling: Sampling, speculative: bool = True,
@@ -93,7 +109,8 @@ def stream_answer(model, messages: list[Message], sampling: Sampling, speculativ
     """Generate the assistant's answer to ``messages``, yielding after every round (or token when plain).
 
     Raises `jakiro.errors.JakiroError` subclasses (e.g. `ContextLengthError`) on the first step."""
-    ids = torch.tensor([prompt_ids(model.tokenizer, messages)], dtype=torch.long)
+    begin = time.perf_counter()
+    ids = torch.tensor([prompt_ids(model.tokenizer, valid_messages(messages))], dtype=torch.long)
     generate = model.ea_generate if speculative else model.naive_generate
     detok = Detokenizer(model.tokenizer)
     seen, rounds, drafted = ids.shape[1], 0, 0
@@ -109,4 +126,4 @@ def stream_answer(model, messages: list[Message], sampling: Sampling, speculativ
         flags = [i < accepted_drafts for i in range(len(new))]
         drafted += sum(flags)
         pieces = [Piece(text, flag) for token, flag in zip(new, flags) if (text := detok.push(token))]
-        yield StreamUpdate(pieces, _snapshot(model, drafted), new, flags)
+        yield StreamUpdate(pieces, _snapshot(model, drafted, seen - ids.shape[1], begin), new, flags)

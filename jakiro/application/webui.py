@@ -12,8 +12,10 @@ import sys
 
 from ..errors import JakiroError
 from .chat_app import KEEP, ChatApp
-from .options import add_model_arguments, add_sampling_arguments, head_label, load_model, quiet_loading
+from .options import (add_model_arguments, add_sampling_arguments, check_options, head_label, load_model,
+                      quiet_loading)
 from .runner import ModelRunner
+from .server import check_port
 from .session import DRAFT_CLASS, DRAFT_COLOR, ChatSession
 from .streaming import Sampling, stream_answer
 
@@ -61,10 +63,11 @@ def build_demo(app: ChatApp, title: str, defaults: Sampling, highlight: bool = F
                                           elem_id="jk-speculative")
                 highlighted = gr.Checkbox(highlight, label="Highlight accepted draft tokens", elem_id="jk-highlight")
                 gr.Markdown(LEGEND)
-                temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05,
+                # Ranges hold every value the command line accepts (checked by `check_options` at start).
+                temperature = gr.Slider(0.0, max(2.0, defaults.temperature), value=defaults.temperature, step=0.05,
                                         label="Temperature (0 = greedy)")
                 top_p = gr.Slider(0.0, 1.0, value=defaults.top_p, step=0.05, label="Top-p (0 = off)")
-                top_k = gr.Slider(0, 200, value=defaults.top_k, step=1, label="Top-k (0 = off)")
+                top_k = gr.Slider(0, max(200, defaults.top_k), value=defaults.top_k, step=1, label="Top-k (0 = off)")
                 max_new = gr.Slider(1, max(2048, defaults.max_new_tokens), value=defaults.max_new_tokens, step=1,
                                     label="Max new tokens")
                 speed = gr.Textbox(label="Speed (tokens/s)", interactive=False, elem_id="jk-speed")
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_loading()
     try:
+        check_options(args)  # options and port first: a mistake costs no model load
+        check_port(args.host, args.port)
         model = load_model(args)
         if not args.no_warmup:
             warm_up(model)
@@ -127,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Sampling(args.temperature, args.top_p, args.top_k, args.max_new_token)
     demo = build_demo(ChatApp(ModelRunner(model), args.stream_delay), title, defaults, args.highlight)
     print(f"jakiro webui: serving on http://{args.host}:{args.port}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=False, css=CSS, show_error=True)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=False, css=CSS, show_error=True)
+    except (OSError, OverflowError) as error:  # the port was taken between the check and the launch
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"jakiro webui: error: cannot listen on {args.host}:{args.port} ({reason}): pass another --port",
+              file=sys.stderr)
+        return 1
     return 0
 
 

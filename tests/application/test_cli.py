@@ -123,3 +123,69 @@ def test_a_saved_head_folder_loads_through_ea_model_path(tiny_chat_model_path, t
                            "--prompt", PROMPT, "--max-new-token", "10", "--compare", "--no-warmup"])
     assert code == 0 and JAKIRO_LINE.match(lines[1]).group(1) == "10"
     assert lines[-1] == "same output as plain decoding: yes"
+
+
+# -- rough edges (issue 12): bytes that are not UTF-8, options refused before loading, Ctrl-C ----------------
+NOT_UTF8_PROMPT = "caf\udce9 \udcff hello"  # what Python puts in sys.argv for the bytes b"caf\xe9 \xff hello"
+
+
+def test_a_prompt_that_is_not_utf8_is_answered_with_a_note(tiny_model_args, capsys):
+    code, lines = run_cli([*tiny_model_args, "--prompt", NOT_UTF8_PROMPT, "--max-new-token", "6", "--no-warmup"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0 and JAKIRO_LINE.match(lines[1]).group(1) == "6"
+    assert err == ["note: the input was not valid UTF-8; the undecodable bytes were replaced by \ufffd (--prompt)"]
+
+
+def test_interactive_chat_survives_a_line_that_is_not_utf8(tiny_model_args):
+    stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 \xff hello\nthe fox\n/exit\n"), encoding="utf-8")  # strict
+    out = io.StringIO()
+    code = cli.main([*tiny_model_args, "--max-new-token", "5", "--no-warmup"], stdin=stdin, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    assert sum(line.startswith("[jakiro: 5 tokens") for line in lines) == 2  # both lines answered, one session
+    assert sum("not valid UTF-8" in line for line in lines) == 1
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--temperature", "-1"], "--temperature must be a number >= 0 (0 = greedy), got -1.0"),
+    (["--temperature", "nan"], "--temperature must be a number >= 0"),
+    (["--top-p", "1.5"], "--top-p must be between 0 and 1"),
+    (["--top-k", "-2"], "--top-k must be >= 0"),
+    (["--max-new-token", "0"], "--max-new-token must be >= 1"),
+    (["--total-token", "1"], "--total-token must be >= 2"),
+    (["--depth", "0"], "--depth must be >= 1"),
+    (["--dtype", "float8"], "unknown dtype 'float8'"),
+])
+def test_bad_options_are_refused_before_the_model_loads(tiny_model_args, monkeypatch, capsys, option, message):
+    def no_loading(args):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(cli, "load_model", no_loading)
+    code, lines = run_cli([*tiny_model_args, "--prompt", PROMPT, *option])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and lines == [] and len(err) == 1
+    assert err[0].startswith("jakiro: error: ") and message in err[0]
+
+
+def test_ctrl_c_during_the_first_round_reports_the_tokens_shown(tiny_model_args, monkeypatch):
+    """Ctrl-C after the prefill's token: the stats line counts that token and the time until the stop."""
+    real_stream, calls = cli.stream_answer, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        stream = real_stream(*args, **kwargs)
+        if len(calls) == 1:
+            yield next(stream)  # the prefill's token, then the user presses Ctrl-C during the first round
+            stream.close()
+            raise KeyboardInterrupt
+        yield from stream
+
+    monkeypatch.setattr(cli, "stream_answer", interrupted_once)
+    code, lines = run_cli([*tiny_model_args, "--max-new-token", "6", "--no-warmup"], stdin="the fox\nthe fox\n/exit\n")
+    assert code == 0
+    stopped = next(i for i, line in enumerate(lines) if line.endswith(" (stopped)"))
+    first = re.match(r"^\[jakiro: (\d+) tokens in [\d.]+ s, ([\d.]+) tokens/s, mean accepted length n/a",
+                     lines[stopped + 1])
+    assert first and first.group(1) == "1" and float(first.group(2)) > 0  # (the bug said "0 tokens in 0.00 s")
+    assert lines[stopped][len(">>> "):-len(" (stopped)")]  # the token's text was shown
+    assert lines[stopped + 3].startswith("[jakiro: 6 tokens")  # the chat goes on: the next answer, its stats
