@@ -8,6 +8,7 @@ is seeded from ``seed`` alone, so a resumed or re-sliced run reproduces the same
 from __future__ import annotations
 
 import random
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from ..chat import prompt_ids
 from ..errors import ConfigError
 from ..model.sampling import SamplingConfig
 from .engines import Engine, TurnResult
-from .files import append_jsonl, read_jsonl, tidy_answer_file
+from ..commands import run_main
+from .files import append_jsonl, complete_records, drop_torn_last_line, read_jsonl, tidy_answer_file
 from .questions import Question
 
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C
 # Settings whose change makes old answers incomparable; checked before resuming a file.
 RESUME_KEYS = ("engine", "temperature", "top_p", "top_k", "max_new_token", "total_token", "depth", "top_k_tree",
                "seed", "dtype", "base_model", "head_sha256", "bench")
@@ -96,8 +99,22 @@ def warm_up(engine: Engine, tokenizer, question: Question, plan: GenerationPlan,
         answer_question(engine, tokenizer, question, plan)
 
 
+def repair_answer_file(path: str | Path) -> None:
+    """Drop a torn last line left by a killed run (saying so), so a rerun resumes instead of failing."""
+    dropped = drop_torn_last_line(path)
+    if dropped:
+        print(f"note: dropped the incomplete last line of {path} ({dropped} bytes, a write cut short); "
+              "its question is answered again", file=sys.stderr)
+
+
+def answered_ids(path: str | Path) -> set:
+    """Question ids with a complete record in ``path`` (a torn last line is not counted; nothing is changed)."""
+    return {r["question_id"] for r in complete_records(path) if "question_id" in r}
+
+
 def check_resumable(path: Path, settings: dict) -> set:
     """Question ids already answered in ``path``; refuses a file written with other settings."""
+    repair_answer_file(path)
     if not path.exists():
         return set()
     done = set()
@@ -134,6 +151,7 @@ def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
     A resumed ``--total-token -1`` run reuses it: timing again could pick another budget and make
     the old and new answers incomparable."""
     path = Path(path)
+    repair_answer_file(path)
     if not path.is_file():
         return None
     for record in read_jsonl(path):
@@ -146,10 +164,26 @@ def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
 
 def answer_and_report(engine: Engine, tokenizer, questions: list[Question], answer_file: Path, model_id: str,
                       meta: dict, plan: GenerationPlan, args) -> int:
-    """The answer commands' common end: answer (resuming), say where the answers went, exit code 0."""
-    import sys
+    """The answer commands' common end: answer (resuming), say where the answers went, exit code 0.
 
-    count = run_answers(engine, tokenizer, questions, answer_file, model_id, meta, plan, args.warmup,
-                        progress=not args.no_progress)
+    Ctrl-C ends with one line saying how many answers are saved (exit code 130); a rerun resumes."""
+    try:
+        count = run_answers(engine, tokenizer, questions, answer_file, model_id, meta, plan, args.warmup,
+                            progress=not args.no_progress)
+    except KeyboardInterrupt:
+        saved = len(answered_ids(answer_file) & {q.question_id for q in questions})
+        print(f"\ninterrupted: {saved} of {len(questions)} answers are saved in {answer_file}; rerun the same "
+              "command to answer the rest", file=sys.stderr)
+        return INTERRUPTED
     print(f"{count} question(s) answered -> {answer_file}", file=sys.stderr)
     return 0
+
+
+def run_answer_command(parser, run, argv) -> int:
+    """`run_main` for the answer commands, plus Ctrl-C before answering started: one line, no traceback."""
+    try:
+        return run_main(parser, run, argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted before any answer of this run was written; rerun the same command to start (or "
+              "resume)", file=sys.stderr)
+        return INTERRUPTED

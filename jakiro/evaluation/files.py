@@ -35,6 +35,50 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return records
 
 
+def _parse_record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def complete_records(path: str | Path) -> list[dict]:
+    """The whole JSON records of a JSONL file, skipping any line that is not one; changes nothing (for counting
+    what an interrupted run saved)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [r for r in map(_parse_record, path.read_bytes().splitlines()) if r is not None]
+
+
+def drop_torn_last_line(path: str | Path) -> int:
+    """Remove a last line that is not a whole JSON record (a write cut short by a kill); returns bytes dropped.
+
+    Answer files grow by appending one line per finished question, so only the last line can be torn,
+    and only a complete record counts as answered: its question is simply answered again. A complete
+    record that lacks its newline gets one, so the next append starts a new line."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    body = data.rstrip(b"\r\n\t ")
+    start = body.rfind(b"\n") + 1
+    last = body[start:]
+    if not last:
+        return 0
+    if _parse_record(last) is not None:
+        if not data.endswith(b"\n"):
+            write_text_atomic(path, data.decode("utf-8") + "\n")
+        return 0
+    try:
+        kept = body[:start].decode("utf-8")
+    except UnicodeDecodeError:  # not an answer file of ours: leave it for read_jsonl to report
+        return 0
+    write_text_atomic(path, kept)
+    return len(data) - start
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one record and flush it to disk now."""
     path = Path(path)

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..base_models import DEFAULT_BASE_MODEL
+from .answering import run_answer_command
 from .cli import (add_output_args, add_question_args, add_runtime_args, add_sampling_args, add_tree_args,
                   check_generation_args, default_answer_file, default_model_id, device_map_for, dtype_name,
-                  run_main, sampling_settings)
+                  sampling_settings)
 from .engines import BASELINE_ENGINES
 
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), run, argv)
+    return run_answer_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
