@@ -53,7 +53,10 @@ def make_oracle(ea_model, sharpness: float = 1.0, feature_weight: float = 0.0) -
             head.fc.bias.zero_()
         head.layers[0].self_attn.o_proj.weight.zero_()
         for expert in head.layers[0].mlp_moe.experts:
-            expert.down_proj.weight.zero_()
+            output = expert.down_proj if hasattr(expert, "down_proj") else expert.dense_4h_to_h  # SwiGLU / NeoX
+            output.weight.zero_()
+            if output.bias is not None:
+                output.bias.zero_()
 
 
 def random_prompt(seed: int, vocab: int, low: int = 1, high: int = 12) -> torch.Tensor:
@@ -112,3 +115,33 @@ def chi_square_pvalue(counts: dict, expected_probs: dict, min_expected: float = 
     expected = [e * total / sum(expected) for e in expected]  # absorb float rounding
     assert len(observed) >= 3, "too few cells for a meaningful test"
     return float(chisquare(observed, expected).pvalue)
+
+
+# Draft heads of every method the core's tests run against: DraftConfig options and drafter options.
+METHOD_OPTIONS = {
+    "jakiro": {},
+    "eagle2": {"num_experts": 1},
+    "jakiro_star": {"method": "jakiro_star"},                       # the original's static 26-node tree
+    "jakiro_star-dynamic": {"method": "jakiro_star", "tree": "dynamic"},
+}
+JAKIRO_DRAFTER_OPTIONS = ("cepd", "legacy_cepd_alignment")
+
+
+def method_options(variant: str, **options) -> dict:
+    """``options`` (tree sizes, Jakiro's drafter options) for the head of ``variant`` (a `METHOD_OPTIONS` key).
+
+    Jakiro's CEPD options mean nothing to a Jakiro* drafter and are dropped for it."""
+    merged = {**options, **METHOD_OPTIONS[variant]}
+    if merged.get("method") == "jakiro_star":
+        merged = {k: v for k, v in merged.items() if k not in JAKIRO_DRAFTER_OPTIONS}
+    return merged
+
+
+def decouple_experts(ea_model, strength: float = 10.0, seed: int = 0) -> None:
+    """Give a Jakiro* head's last expert a strong random output, so its experts rank tokens differently
+    (a fresh head's experts are near-identical: its children would nearly all come from one expert)."""
+    experts = ea_model.ea_layer.layers[0].mlp_moe.experts
+    output = experts[-1].dense_4h_to_h
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        output.weight.copy_(torch.randn(output.weight.shape, generator=generator) * strength / output.weight.shape[1] ** 0.5)

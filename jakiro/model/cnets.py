@@ -83,24 +83,28 @@ class DraftAttention(nn.Module):
 
 
 class DraftLayer(nn.Module):
-    """Attention (no input norm: the `fc` output goes straight in), then the expert mixture."""
+    """Attention (no input norm: the `fc` output goes straight in), then the expert mixture (or ``ffn``)."""
 
-    def __init__(self, config: DraftConfig):
+    def __init__(self, config: DraftConfig, ffn: nn.Module | None = None):
         super().__init__()
         self.self_attn = DraftAttention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp_moe = ExpertMixture(config.hidden_size, config.expert_intermediate_size, config.num_experts,
-                                     config.contrastive)
+        self.mlp_moe = ffn if ffn is not None else ExpertMixture(
+            config.hidden_size, config.expert_intermediate_size, config.num_experts, config.contrastive)
 
 
 class JakiroDraftModel(nn.Module):
-    """The draft head (Jakiro with 2 experts + contrastive branch; EAGLE-2 with 1 expert, no branch)."""
+    """The draft head (Jakiro with 2 experts + contrastive branch; EAGLE-2 with 1 expert, no branch).
+
+    Other methods' heads subclass it and replace the layer's feed-forward block (`build_ffn`)."""
+
+    methods: tuple[str, ...] = ("jakiro", "eagle2")  # the config.json methods this class loads
 
     def __init__(self, config: DraftConfig):
         super().__init__()
         self.config = config
         self.fc = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=config.fc_bias)
-        self.layers = nn.ModuleList([DraftLayer(config)])
+        self.layers = nn.ModuleList([DraftLayer(config, self.build_ffn(config))])
         if config.draft_vocab_size is not None:
             # Draft-vocab index -> target token id, learned from training-data frequencies, saved with the head.
             self.register_buffer("d2t", torch.arange(config.draft_vocab_size), persistent=True)
@@ -136,7 +140,23 @@ class JakiroDraftModel(nn.Module):
     def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
         return draft_ids if self.d2t is None else self.d2t[draft_ids]
 
+    def build_ffn(self, config: DraftConfig) -> nn.Module | None:
+        """The decoder layer's feed-forward block; None = Jakiro's `ExpertMixture`."""
+        return None
+
     # -- forward ---------------------------------------------------------------------------------
+    def attend(self, features: torch.Tensor, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None, cache: PreallocatedLayer | None = None,
+               last_only: bool = False) -> torch.Tensor:
+        """The residual stream after attention (before the feed-forward block); arguments as `forward`."""
+        if positions is None:
+            past = cache.length if cache is not None else 0
+            positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)[None]
+        embeds = F.embedding(input_ids, self.embed_weight).to(features.dtype)
+        hidden = self.fc(torch.cat((embeds, features), dim=-1))
+        hidden = hidden + self.layers[0].self_attn(hidden, positions, mask, cache)
+        return hidden[:, -1:] if last_only else hidden
+
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, cache: PreallocatedLayer | None = None,
                 branches: Branches = "mix", last_only: bool = False):
@@ -145,15 +165,8 @@ class JakiroDraftModel(nn.Module):
         ``features`` [B,S,H] and ``input_ids`` [B,S] are paired (f_t, x_{t+1}); ``mask`` is a boolean or
         additive attention mask [B,1,S,past+S] (causal when omitted); returns the requested branch(es).
         """
-        if positions is None:
-            past = cache.length if cache is not None else 0
-            positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)[None]
-        embeds = F.embedding(input_ids, self.embed_weight).to(features.dtype)
-        hidden = self.fc(torch.cat((embeds, features), dim=-1))
+        hidden = self.attend(features, input_ids, positions, mask, cache, last_only)
         layer = self.layers[0]
-        hidden = hidden + layer.self_attn(hidden, positions, mask, cache)
-        if last_only:
-            hidden = hidden[:, -1:]
         branch = layer.mlp_moe(layer.post_attention_layernorm(hidden), branches)
         if branches == "both":
             return hidden + branch[0], hidden + branch[1]
@@ -178,6 +191,10 @@ class JakiroDraftModel(nn.Module):
         if not folder.is_dir():
             raise CheckpointError(f"draft head folder {str(folder)!r} not found: pass the folder written by save_pretrained")
         config = DraftConfig.load(folder)
+        if config.method not in cls.methods:
+            raise CheckpointError(
+                f"{str(folder)!r} holds a {config.method} head, but {cls.__name__} loads {'/'.join(cls.methods)} heads: "
+                f"load it with EaModel.from_pretrained or jakiro.methods.load_head (they pick the class by method)")
         if base_model is not None:
             check_head_matches_base(config, base_model.config, folder)
         weights = folder / "model.safetensors"

@@ -54,6 +54,9 @@ class DraftConfig:
             raise ConfigError(f"draft_vocab_size must be in 1..{self.vocab_size}, got {self.draft_vocab_size}")
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.method == "jakiro_star" and (self.num_experts < 2 or self.contrastive):
+            raise ConfigError("a jakiro_star head drafts from >= 2 decoupled experts and has no contrastive branch: "
+                              f"got num_experts={self.num_experts}, contrastive={self.contrastive}")
 
     @classmethod
     def from_base_config(cls, base_config, **options) -> "DraftConfig":
@@ -79,6 +82,12 @@ class DraftConfig:
         values.update(options)
         if values.get("num_experts") == 1 and "contrastive" not in options:
             values["contrastive"] = False
+        if options.get("method") == "jakiro_star":
+            # Jakiro*: no contrastive branch; GPT-NeoX experts as wide as the base model's MLP (the original's)
+            if "contrastive" not in options:
+                values["contrastive"] = False
+            if "expert_intermediate_size" not in options:
+                values["expert_intermediate_size"] = getattr(base_config, "intermediate_size", None)
         if "method" not in options:
             values["method"] = "jakiro" if values.get("contrastive", True) else "eagle2"
         return cls(**values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import fields
 
 import torch
 from torch import nn
@@ -11,14 +12,12 @@ from torch import nn
 from ..base_models import load_base_model
 from ..errors import ConfigError
 from .budget import choose_total_token
-from .cnets import JakiroDraftModel, init_weights
 from .configs import DraftConfig
 from .drafter import Drafter
 from .generation import (GenerationStats, PlainDecoder, check_prompt, check_tree_options, plan_capacity,
                          speculative_stream, vocab_size)
 from .sampling import SamplingConfig, TokenSampler
 from .target import TargetRunner
-from .tree_drafter import TreeDrafter
 
 
 def stop_token_ids(model: nn.Module) -> set[int]:
@@ -35,13 +34,16 @@ class EaModel(nn.Module):
     """Base model + draft head. ``total_token`` counts the root; ``-1`` picks it by timing this device."""
 
     def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
-                 depth: int = 5, top_k: int = 10, cepd: bool | None = None, legacy_cepd_alignment: bool = False):
+                 depth: int = 5, top_k: int = 10, **drafter_options):
+        """``drafter_options`` go to the head's method's drafter (Jakiro: ``cepd``, ``legacy_cepd_alignment``;
+        Jakiro*: ``tree``, ``tree_choices``); None means the method's default."""
         super().__init__()
         check_tree_options(total_token=total_token, depth=depth, top_k=top_k)
         self.base_model = base_model
         self.ea_layer = ea_layer
         self.tokenizer = tokenizer
-        self.depth, self.top_k, self.cepd, self.legacy_cepd_alignment = depth, top_k, cepd, legacy_cepd_alignment
+        self.depth, self.top_k = depth, top_k
+        self.drafter_options = {k: v for k, v in drafter_options.items() if v is not None}
         self.budget_timings: dict[int, float] = {}
         if total_token == -1:
             total_token, self.budget_timings = choose_total_token(base_model)
@@ -53,17 +55,27 @@ class EaModel(nn.Module):
         self.last_stats = GenerationStats()
 
     # -- construction --------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        """The head's method (``config.json``'s ``method``): it chose the drafter."""
+        return self.ea_layer.config.method
+
     def make_drafter(self) -> Drafter:
-        """The method's drafter; subclasses for other methods override only this (and loading)."""
-        return TreeDrafter(self.ea_layer, self.total_token, self.depth, self.top_k, self.cepd,
-                           self.legacy_cepd_alignment)
+        """The drafter the method registry (`jakiro.methods`) names for this head's method."""
+        from ..methods import make_drafter
+
+        return make_drafter(self)
 
     @classmethod
     def from_pretrained(cls, base_model_path: str | os.PathLike = "smollm2-135m-instruct",
                         ea_model_path: str | os.PathLike | None = None, total_token: int = 60, depth: int = 5,
                         top_k: int = 10, torch_dtype: str | torch.dtype | None = None, device_map: str | None = None,
                         **options) -> "EaModel":
-        """Load a base model (path or alias) and a draft head folder (or a shipped head's alias)."""
+        """Load a base model (path or alias) and a draft head folder (or a shipped head's alias).
+
+        The head's own ``config.json`` names its method (Jakiro, EAGLE-2, Jakiro*, ...), which picks the head
+        class and the drafter; ``options`` are ``expect_method``/``role`` (see `from_base_and_head`) or drafter
+        options of that method."""
         if ea_model_path is None:
             raise ConfigError("ea_model_path is required: pass a draft head folder or a shipped head alias")
         from ..heads import resolve_head_path
@@ -81,30 +93,34 @@ class EaModel(nn.Module):
 
         ``expect_method`` refuses a head of another method; ``role`` names who expected it in that error."""
         from ..heads import resolve_head_path
+        from ..methods import check_method, head_method, load_head
 
-        head = JakiroDraftModel.from_pretrained(resolve_head_path(ea_model_path), base_model=base_model)
-        if expect_method is not None and head.config.method != expect_method:
-            raise ConfigError(f"{role} expects a {expect_method} head but {str(ea_model_path)!r} is a "
-                              f"{head.config.method} head")
+        folder = resolve_head_path(ea_model_path)
+        check_method(head_method(folder), expect_method, ea_model_path, role)  # before any weights are read
+        head = load_head(folder, base_model=base_model)
         head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
         head.eval()
         return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, **options)
 
     @classmethod
     def from_base_model(cls, base_model: nn.Module, tokenizer=None, total_token: int = 60, depth: int = 5,
-                        top_k: int = 10, seed: int | None = None, cepd: bool | None = None,
-                        legacy_cepd_alignment: bool = False, **draft_options) -> "EaModel":
-        """Wrap a loaded base model with a randomly initialised head (tests, training from scratch)."""
-        config = DraftConfig.from_base_config(base_model.config, **draft_options)
+                        top_k: int = 10, seed: int | None = None, **options) -> "EaModel":
+        """Wrap a loaded base model with a randomly initialised head (tests, training from scratch).
+
+        ``options`` that are `DraftConfig` fields shape the head (``method="jakiro_star"``, ``num_experts=1``,
+        ...); the others are drafter options of its method (``cepd``, ``tree``, ...)."""
+        from ..methods import new_head
+
+        config_fields = {f.name for f in fields(DraftConfig)}
+        config = DraftConfig.from_base_config(base_model.config,
+                                              **{k: v for k, v in options.items() if k in config_fields})
         if seed is not None:
             torch.manual_seed(seed)
-        head = JakiroDraftModel(config)
-        init_weights(head)
-        head.bind_base(base_model)
+        head = new_head(config, base_model)
         head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
         head.eval()
-        return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, cepd=cepd,
-                   legacy_cepd_alignment=legacy_cepd_alignment)
+        return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k,
+                   **{k: v for k, v in options.items() if k not in config_fields})
 
     def get_tokenizer(self):
         return self.tokenizer

@@ -90,6 +90,7 @@ class CandidatePool:
         budget = min(budget, len(tokens))
         order = torch.sort(scores, descending=True, stable=True).indices[:budget]
         chosen = torch.sort(order).values  # pool order = topological order
+        self.chosen = chosen  # pool index of tree node i+1 (drafters keep per-candidate data beside the pool)
         position = torch.full((len(tokens) + 1,), -1, dtype=torch.long, device=tokens.device)
         position[chosen] = torch.arange(1, budget + 1, device=tokens.device)  # pool index -> tree node
         chosen_parents = parents[chosen]

@@ -114,3 +114,15 @@ class TreeDrafter(Drafter):
             if produce_both:
                 contrastive_rows, contrastive_parent = contrastive[0], parent_row
         return pool.select(self.total_token - 1)
+
+
+def make_tree_drafter(ea_model) -> TreeDrafter:
+    """The registry's drafter for Jakiro and EAGLE-2 heads (options: ``cepd``, ``legacy_cepd_alignment``)."""
+    options = dict(ea_model.drafter_options)
+    unknown = set(options) - {"cepd", "legacy_cepd_alignment"}
+    if unknown:
+        method = ea_model.ea_layer.config.method
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} for a {method} head: "
+                          "it takes cepd and legacy_cepd_alignment")
+    return TreeDrafter(ea_model.ea_layer, ea_model.total_token, ea_model.depth, ea_model.top_k,
+                       options.get("cepd"), bool(options.get("legacy_cepd_alignment", False)))
