@@ -30,8 +30,10 @@ class TrainConfig:
     max_len: int = 2048
     holdout_fraction: float = 0.05
     eval_sequences: int = 32       # held-out conversations used for the rollout metric
-    eval_starts: int = 16          # rollout start positions per held-out conversation
-    rollout_steps: int = 5
+    eval_starts: int = 16          # rollout start positions per held-out conversation (0: every position)
+    rollout_steps: int = 5         # held-out chain metric: draft steps per start (acc_per_step has this length)
+    rollout_steps_train: int = 1   # training-time rollout K: steps 2..K read the head's own predicted features
+    rollout_decay: float = 0.8     # loss weight of rollout step j: rollout_decay ** (j - 1)
     seed: int = 0
     num_workers: int = 0
 

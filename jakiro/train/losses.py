@@ -1,10 +1,24 @@
-"""The draft-head training loss: feature regression plus soft cross-entropy, for one or two branches.
+"""The draft-head training loss: feature regression plus soft cross-entropy, per branch and rollout step.
 
-Pairing (shapes [B, S]): draft position t reads (f_t, x_{t+1}). The ``mix`` branch is trained to
-output f_{t+1} (weight = loss mask of x_{t+1}); the contrastive branch looks two ahead and is
-trained on f_{t+2} (weight = loss mask of x_{t+2}). Soft cross-entropy compares the draft's
-distribution ``softmax(head(output))`` with the base model's ``softmax(head(target))`` over the
-draft vocabulary.
+Pairing (shapes [B, S]): draft position p reads ``(f_p, x_{p+1})``. The ``mix`` branch is trained to
+output ``f_{p+1}`` (weight = loss mask of ``x_{p+1}``); the contrastive branch looks two ahead and is
+trained on ``f_{p+2}`` (weight = loss mask of ``x_{p+2}``).
+
+Soft cross-entropy, exactly: over the draft vocabulary D (the whole vocabulary without a reduced one),
+the teacher is ``t = softmax(W_D f)`` (the base model's next-token distribution restricted to D and
+renormalised; the mass outside D cannot be drafted, so it is not a target) and the student is
+``softmax(W_D h)``; per position ``CE = -sum_d t_d log softmax(W_D h)_d = logsumexp(W_D h) - t . (W_D h)``.
+The teacher is computed once per batch without gradient, for every position whose token carries loss,
+and shared by both branches and all rollout steps (the contrastive branch's target ``f_{p+2}`` is the
+mix branch's target at p+1). The student's gradient ``softmax(W_D h) - t`` is formed in one fused pass.
+``head_dtype`` is the dtype of the two head matmuls (bf16 when training runs in bf16; softmax and
+log-sum-exp stay float32).
+
+Rollout (``rollout_steps_train = K``, see `jakiro.train.unroll`): step j at position p predicts the same
+target as step 1 at p, from its own previous prediction; its loss is weighted ``rollout_decay ** (j-1)``
+and counts only positions that start a path (p >= j - 1). Both branches are supervised at every step:
+the tree reads the contrastive branch at its last drafted level, i.e. from predicted features.
+K = 1 is the original (EAGLE/Jakiro) recipe.
 """
 
 from __future__ import annotations
@@ -14,53 +28,127 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .unroll import unroll, valid_positions
+
 
 @dataclass
 class BranchLoss:
     regression: torch.Tensor
     cross_entropy: torch.Tensor
-    correct: torch.Tensor   # top-1 agreements with the base model (over weighted positions)
+    correct: torch.Tensor   # top-1 agreements with the teacher over the draft vocabulary (weighted positions)
     count: torch.Tensor     # weighted positions
 
 
-def branch_loss(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                head_weight: torch.Tensor) -> BranchLoss:
-    """Masked SmoothL1 (mean over hidden units) and soft CE, normalised by the mask sum (+1e-5)."""
-    selected = weight > 0
+class _SoftCrossEntropy(torch.autograd.Function):
+    """Per row ``logsumexp(x W^T) - t . (x W^T)``; backward ``(softmax(x W^T) - t) W`` (t sums to 1)."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, teacher, dtype):
+        logits = (rows.to(dtype) @ weight.to(dtype).T).float()
+        log_norm = torch.logsumexp(logits, dim=-1)
+        loss = log_norm - (teacher * logits).sum(-1)
+        top = logits.argmax(-1)
+        ctx.save_for_backward(logits, log_norm, teacher, weight)
+        ctx.dtype, ctx.rows_dtype = dtype, rows.dtype
+        ctx.mark_non_differentiable(top)
+        return loss, top
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, _grad_top):
+        logits, log_norm, teacher, weight = ctx.saved_tensors
+        grad_logits = logits.sub_(log_norm[:, None]).exp_().sub_(teacher).mul_(grad_loss[:, None])
+        grad_rows = (grad_logits.to(ctx.dtype) @ weight.to(ctx.dtype)).to(ctx.rows_dtype)
+        return grad_rows, None, None, None
+
+
+def soft_cross_entropy(rows: torch.Tensor, head_weight: torch.Tensor, teacher: torch.Tensor,
+                       dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row soft CE of ``rows`` [N,H] against teacher probabilities [N,V], and the student's argmax [N]."""
+    return _SoftCrossEntropy.apply(rows, head_weight, teacher, dtype)
+
+
+class Teacher:
+    """The base model's distribution over the draft vocabulary at every loss-bearing position of a batch."""
+
+    def __init__(self, features: torch.Tensor, weight: torch.Tensor, head_weight: torch.Tensor,
+                 dtype: torch.dtype = torch.float32):
+        batch, length, hidden = features.shape
+        self.length = length
+        flat = features.reshape(-1, hidden)
+        rows = (weight.reshape(-1) > 0).nonzero().squeeze(1)
+        with torch.no_grad():
+            logits = (flat[rows].to(dtype) @ head_weight.to(dtype).T).float()
+            self.probs = torch.softmax(logits, dim=-1)
+            self.top = logits.argmax(-1)
+        self.slot = torch.full((batch * length,), -1, dtype=torch.long, device=features.device)
+        self.slot[rows] = torch.arange(len(rows), device=features.device)
+
+    def rows(self, batch_index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Teacher rows (indices into probs/top) of positions ``(b, position)``; each must carry loss."""
+        return self.slot[batch_index * self.length + position]
+
+
+def branch_loss(prediction: torch.Tensor, features: torch.Tensor, weight: torch.Tensor, shift: int,
+                teacher: Teacher, head_weight: torch.Tensor, head_dtype: torch.dtype = torch.float32) -> BranchLoss:
+    """``prediction[:, p]`` [B,P,H] targets ``features[:, p + shift]`` with ``weight[:, p]`` [B,P].
+
+    Masked SmoothL1 (mean over hidden units) and soft CE, each normalised by the weight sum (+1e-5)."""
+    length = prediction.shape[1]
+    target = features[:, shift:shift + length]
     denominator = weight.sum() + 1e-5
     regression = (F.smooth_l1_loss(prediction, target, reduction="none").mean(-1) * weight).sum() / denominator
-    pred_rows, target_rows, row_weight = prediction[selected], target[selected], weight[selected]
-    with torch.no_grad():
-        teacher_logits = target_rows.float() @ head_weight.float().T
-        teacher = torch.softmax(teacher_logits, dim=-1)
-    student = torch.log_softmax((pred_rows @ head_weight.T).float(), dim=-1)
-    cross_entropy = -((teacher * student).sum(-1) * row_weight).sum() / denominator
-    correct = ((student.argmax(-1) == teacher_logits.argmax(-1)).float() * row_weight).sum()
+    batch_index, position = (weight > 0).nonzero(as_tuple=True)
+    row_weight = weight[batch_index, position]
+    slots = teacher.rows(batch_index, position + shift)
+    per_row, top = soft_cross_entropy(prediction[batch_index, position], head_weight, teacher.probs[slots], head_dtype)
+    cross_entropy = (per_row * row_weight).sum() / denominator
+    correct = ((top == teacher.top[slots]).float() * row_weight).sum()
     return BranchLoss(regression, cross_entropy, correct.detach(), row_weight.sum().detach())
 
 
-def draft_loss(model, batch: dict[str, torch.Tensor], config, noise_generator: torch.Generator | None = None,
-               head_weight: torch.Tensor | None = None, contrastive: bool | None = None):
-    """Total loss and per-branch parts for one padded batch (see the module docstring for the pairing).
-
-    ``model`` may be wrapped (DDP / DeepSpeed): then pass the head weight and the contrastive flag of
-    the unwrapped head explicitly, so the forward still goes through the wrapper.
-    """
-    features, ids, mask = batch["hidden_state"], batch["input_ids"], batch["loss_mask"] * batch["attention"]
+def rollout_outputs(model, batch: dict[str, torch.Tensor], config, steps: int, contrastive: bool,
+                    noise_generator: torch.Generator | None = None):
+    """The draft's outputs for ``steps`` rollout steps on a padded batch (noise on the real features only)."""
+    features, ids = batch["hidden_state"], batch["input_ids"]
     inputs = features[:, :-1]
     if config.noise > 0:
         noise = torch.rand(inputs.shape, generator=noise_generator, device="cpu").to(inputs.device, inputs.dtype)
         inputs = inputs + (noise - 0.5) * config.noise
-    contrastive = model.config.contrastive if contrastive is None else contrastive
-    out = model(inputs, ids[:, 1:], branches="both" if contrastive else "mix")
-    mix, right = out if contrastive else (out, None)
-    head = model.head_weight if head_weight is None else head_weight
-    first = branch_loss(mix, features[:, 1:], mask[:, 1:], head)
-    total = config.v_weight * first.regression + config.p_weight * first.cross_entropy
-    parts = {"mix": first}
-    if right is not None and features.shape[1] > 2:
-        second = branch_loss(right[:, :-1], features[:, 2:], mask[:, 2:], head)
-        total = total + config.contrastive_weight * (config.v_weight * second.regression +
-                                                     config.p_weight * second.cross_entropy)
-        parts["contrastive"] = second
+    return unroll(model, inputs, ids[:, 1:], steps, contrastive)
+
+
+def loss_from_outputs(outputs, batch: dict[str, torch.Tensor], config, head: torch.Tensor,
+                      head_dtype: torch.dtype = torch.float32):
+    """Total loss and parts (``mix``/``contrastive`` for step 1, ``mix@j``/``contrastive@j`` after it)."""
+    features, mask = batch["hidden_state"], batch["loss_mask"] * batch["attention"]
+    teacher = Teacher(features, mask, head, head_dtype)
+    length = features.shape[1] - 1
+    total, parts = None, {}
+    for step, (mix, right) in enumerate(outputs, start=1):
+        valid = valid_positions(length, step, features.device)
+        first = branch_loss(mix, features, mask[:, 1:] * valid, 1, teacher, head, head_dtype)
+        term = config.v_weight * first.regression + config.p_weight * first.cross_entropy
+        suffix = "" if step == 1 else f"@{step}"
+        parts["mix" + suffix] = first
+        if right is not None and features.shape[1] > 2:
+            second = branch_loss(right[:, :-1], features, mask[:, 2:] * valid[:-1], 2, teacher, head, head_dtype)
+            term = term + config.contrastive_weight * (config.v_weight * second.regression +
+                                                       config.p_weight * second.cross_entropy)
+            parts["contrastive" + suffix] = second
+        total = term if total is None else total + config.rollout_decay ** (step - 1) * term
     return total, parts
+
+
+def draft_loss(model, batch: dict[str, torch.Tensor], config, noise_generator: torch.Generator | None = None,
+               head_weight: torch.Tensor | None = None, contrastive: bool | None = None,
+               head_dtype: torch.dtype = torch.float32):
+    """Total loss and per-branch parts for one padded batch (see the module docstring).
+
+    ``model`` may be wrapped (DDP / DeepSpeed): then pass the head weight and the contrastive flag of
+    the unwrapped head explicitly, so the forward still goes through the wrapper.
+    """
+    contrastive = model.config.contrastive if contrastive is None else contrastive
+    head = model.head_weight if head_weight is None else head_weight
+    outputs = rollout_outputs(model, batch, config, config.rollout_steps_train, contrastive, noise_generator)
+    return loss_from_outputs(outputs, batch, config, head, head_dtype)

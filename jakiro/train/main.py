@@ -4,7 +4,9 @@ Reads data made by `jakiro.ge_data.allocation`, builds the head from a config JS
 experts + contrastive branch; ``--num-experts 1 --no-contrastive``: the EAGLE-2 baseline head),
 trains with AdamW and a warmup + cosine schedule, evaluates on a held-out split every epoch,
 saves the full training state every epoch (``--resume`` continues from the last one), and exports
-the head as a folder that `EaModel.from_pretrained` loads.
+the head as a folder that `EaModel.from_pretrained` loads. ``--rollout-steps K`` adds the training-time
+rollout (`jakiro.train.unroll`; K = 1 is the papers' recipe); after training, τ by tree size is measured
+on held-out prompts with the real engine (`jakiro.train.measure_tau`) and appended to ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,12 +28,14 @@ from ..errors import ConfigError
 from ..files import write_json_atomic
 from ..model.cnets import JakiroDraftModel, init_weights
 from ..model.configs import DraftConfig
-from .config import RunConfig, load_run_config
+from .config import RunConfig, TrainConfig, load_run_config
 from .dataset import ShardDataset, check_data_matches_base, collate, split_entries, token_frequencies
 from .losses import draft_loss
+from .measure_tau import DEFAULT_TREE_SIZES, parse_tree_sizes
 from .rollout import evaluate
 
 PROGRESS = "progress.json"
+MAX_ROLLOUT_STEPS = 16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-experts", type=int, default=None)
     parser.add_argument("--no-contrastive", action="store_true", help="no contrastive branch (EAGLE-2 head with 1 expert)")
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="predict only the N most frequent tokens")
+    parser.add_argument("--rollout-steps", type=int, default=None, metavar="K",
+                        help="training-time rollout: steps 2..K feed the head its own predicted features, with a loss "
+                             "on every step (1, the default, is the papers' recipe; config field rollout_steps_train)")
+    parser.add_argument("--rollout-decay", type=float, default=None, metavar="W",
+                        help="loss weight of rollout step j is W**(j-1) (default 0.8; config field rollout_decay)")
+    parser.add_argument("--tau-prompts", type=int, default=4,
+                        help="after training, measure τ by tree size on this many held-out prompts (0: skip)")
+    parser.add_argument("--tau-max-new-tokens", type=int, default=32, help="new tokens per prompt for that measurement")
+    parser.add_argument("--tau-tree-sizes", default=",".join(map(str, DEFAULT_TREE_SIZES)),
+                        help="tree sizes (nodes, root included) for that measurement, comma-separated")
     parser.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N optimizer steps (smoke tests)")
     parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
     return parser
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot train, before anything is written."""
+    steps = cfg.rollout_steps_train
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_ROLLOUT_STEPS:
+        raise ConfigError(f"rollout steps must be an integer in 1..{MAX_ROLLOUT_STEPS} (1 = the papers' recipe), "
+                          f"got {steps!r}: fix --rollout-steps or rollout_steps_train")
+    if not isinstance(cfg.rollout_decay, (int, float)) or not 0 < cfg.rollout_decay <= 1:
+        raise ConfigError(f"rollout decay must be in (0, 1], got {cfg.rollout_decay!r}: fix --rollout-decay")
+    if not isinstance(cfg.rollout_steps, int) or cfg.rollout_steps < 1:
+        raise ConfigError(f"rollout_steps (held-out chain metric) must be >= 1, got {cfg.rollout_steps!r}")
+
+
+def same_settings(previous: dict, current: dict) -> bool:
+    """Whether a saved run config matches; train fields it lacks (added later) count at their defaults."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    previous = dict(previous, train={**defaults, **previous.get("train", {})})
+    return previous == json.loads(json.dumps(current))
 
 
 def build_head(run: RunConfig, base_model, data_folder: str) -> JakiroDraftModel:
@@ -106,24 +140,29 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                  "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed,
-                 "num_experts": args.num_experts, "draft_vocab_size": args.draft_vocab_size}
+                 "num_experts": args.num_experts, "draft_vocab_size": args.draft_vocab_size,
+                 "rollout_steps_train": args.rollout_steps, "rollout_decay": args.rollout_decay}
     if args.no_contrastive:
         overrides["contrastive"] = False
     run = load_run_config(args.config, overrides)
+    check_train_config(run.train)
+    tree_sizes = parse_tree_sizes(args.tau_tree_sizes)
+    if args.tau_prompts < 0 or args.tau_max_new_tokens < 1:
+        raise ConfigError("--tau-prompts must be >= 0 and --tau-max-new-tokens >= 1")
     if run.draft.get("num_experts") == 1 and "contrastive" not in run.draft:
         run.draft["contrastive"] = False
     saved_run = out / "run_config.json"
     if args.resume:
         if not (out / PROGRESS).is_file():
             raise ConfigError(f"nothing to resume in {out}: no {PROGRESS} (drop --resume to start fresh)")
-        previous = json.loads(saved_run.read_text())
-        if previous != json.loads(json.dumps(run.to_json())):
+        if not same_settings(json.loads(saved_run.read_text()), run.to_json()):
             raise ConfigError(f"{out} was trained with other settings ({saved_run}): resume with the same options")
     elif (out / PROGRESS).is_file():
         raise ConfigError(f"{out} already holds a training run: pass --resume to continue or choose another --out")
     cfg = run.train
     cuda = torch.cuda.is_available()
     precision = args.dtype or ("bf16" if cuda else "no")
+    head_dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # the output-head matmuls of the loss
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
 
@@ -162,11 +201,11 @@ def train(args: argparse.Namespace) -> Path:
         sampler.shuffle_for(epoch)
         noise = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         model.train()
-        begin, seen, loss_sum, correct, count, steps = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0
+        begin, seen, loss_tokens, loss_sum, correct, count, steps = time.perf_counter(), 0, 0, 0.0, 0.0, 0.0, 0
         bar = _progress(len(loader), epoch, accelerator.is_local_main_process)
         for batch in loader:
             with accelerator.accumulate(model):
-                loss, parts = draft_loss(model, batch, cfg, noise, raw.head_weight, raw.config.contrastive)
+                loss, parts = draft_loss(model, batch, cfg, noise, raw.head_weight, raw.config.contrastive, head_dtype)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and not deepspeed:  # DeepSpeed clips by norm (ds_config.json)
                     accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip_value)
@@ -174,6 +213,7 @@ def train(args: argparse.Namespace) -> Path:
                 scheduler.step()
                 optimizer.zero_grad()
             seen += int(batch["attention"].sum())
+            loss_tokens += int((batch["attention"] * batch["loss_mask"]).sum())
             loss_sum += float(loss.detach())
             correct += float(parts["mix"].correct)
             count += float(parts["mix"].count)
@@ -185,19 +225,30 @@ def train(args: argparse.Namespace) -> Path:
             if args.max_steps and steps >= args.max_steps:
                 break
         bar.close()
+        train_seconds = time.perf_counter() - begin
         state_name = f"state_{epoch}"
         accelerator.save_state(str(out / "checkpoints" / state_name), safe_serialization=True)
         record = {"epoch": epoch, "train_loss": loss_sum / max(bar.n, 1), "train_top1": correct / max(count, 1),
-                  "train_tokens": seen, "epoch_seconds": time.perf_counter() - begin,
+                  "train_tokens": seen, "train_loss_tokens": loss_tokens,
+                  "train_tokens_per_second": seen / max(train_seconds, 1e-9), "rollout_steps_train": cfg.rollout_steps_train,
                   "lr": scheduler.get_last_lr()[0]}
         record.update({f"holdout_{k}": v for k, v in evaluate(raw, holdout, cfg, accelerator.device).items()})
+        record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
+        record["epoch_seconds"] = time.perf_counter() - begin
         if accelerator.is_main_process:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             write_json_atomic(out / PROGRESS, {"epoch": epoch, "last_state": state_name}, sort_keys=True)
             print(json.dumps(record), flush=True)
         accelerator.wait_for_everyone()
-    return export_head(accelerator, model, out)
+    head_dir = export_head(accelerator, model, out)
+    if args.tau_prompts and accelerator.is_main_process:
+        from .measure_tau import measure_run
+
+        measure_run(head_dir, args.data, args.base_model_path, out, cfg.holdout_fraction, args.tau_prompts,
+                    args.tau_max_new_tokens, tree_sizes, device=accelerator.device)
+    accelerator.wait_for_everyone()
+    return head_dir
 
 
 def export_head(accelerator, model, out: Path) -> Path:

@@ -1,8 +1,9 @@
 """Write a head's model card from its training run: `python -m jakiro.train.model_card --help`.
 
 The card states what the head was trained on and how, and what it measured: data, token count,
-epochs, wall time, device, the last held-out metrics, and (when given) the mean acceptance length
-measured on MT-bench.
+epochs, wall time, device, the training-time rollout steps, the last held-out metrics (top-1 and chain
+accuracy per draft step on held-out conversations), τ by tree size on held-out prompts measured with the
+real engine (the last such record in ``metrics.jsonl``), and (when given) τ measured on MT-bench.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from ..ge_data.storage import read_manifest
 
 def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: str) -> str:
     config = json.loads((head / "config.json").read_text())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = [r for r in lines if "epoch" in r]
+    taus = [r for r in lines if "tau_by_tree_size" in r]
     manifest = read_manifest(data)
     run_config = json.loads((run / "run_config.json").read_text())
     last = records[-1]
@@ -27,6 +30,20 @@ def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: 
     curve = "\n".join(
         f"| {r['epoch']} | {r['train_tokens']} | {r['train_loss']:.3f} | {r['holdout_loss']:.3f} | "
         f"{r['holdout_top1']:.3f} | {r['holdout_simulated_accept_length']:.2f} |" for r in records)
+    chain = last["holdout_acc_per_step"]
+    chain_table = ("| draft step | " + " | ".join(str(i + 1) for i in range(len(chain))) + " |\n|" + " --- |" * (len(chain) + 1)
+                   + "\n| chain accuracy | " + " | ".join(f"{a:.3f}" for a in chain) + " |")
+    tau_text = "not measured (train without `--tau-prompts 0` or run `python -m jakiro.train.measure_tau`)"
+    if taus:
+        tau = taus[-1]
+        sizes = list(tau["tau_by_tree_size"])
+        settings = tau["tau_settings"]
+        tau_text = (f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
+                    f"prompts, {settings['max_new_tokens']} new tokens each (real engine, `EaModel`):\n\n"
+                    "| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
+                    + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |")
+    rollout = run_config["train"].get("rollout_steps_train", 1)
+    answers = records[-1].get("holdout_answers", "base model's own" if manifest.get("regenerate") else "from the data set")
     measured = "not measured yet"
     if mt_bench:
         measured = (f"τ = **{mt_bench['tau']:.2f}** tokens per verification round on all 80 MT-bench questions at "
@@ -42,15 +59,22 @@ tokens). Load it with `EaModel.from_pretrained("{config['base_model']}", "{head.
   conversations, {manifest['tokens']} tokens, max length {manifest['max_length']}, chat template:
   {manifest['chat_template'] or "the tokenizer's own"}, regenerated answers: {manifest['regenerate']}.
 - Settings: {json.dumps(run_config['train'], sort_keys=True)}
+- Training-time rollout: {rollout} step(s){" (the papers' recipe)" if rollout == 1 else
+  f", loss weight {run_config['train'].get('rollout_decay', 0.8)}^(j-1) at step j"}.
 - Epochs: {len(records)}; wall time {hours:.2f} h on {device}; torch {torch.__version__}, Python {platform.python_version()}.
 
 | epoch | train tokens | train loss | held-out loss | held-out top-1 | simulated τ (chain) |
 | --- | --- | --- | --- | --- | --- |
 {curve}
 
-Final held-out metrics: top-1 {last['holdout_top1']:.3f}, per-step rollout accuracy
-{[round(a, 3) for a in last['holdout_acc_per_step']]}, simulated chain acceptance length
-{last['holdout_simulated_accept_length']:.2f}.
+Final held-out metrics (answers {answers}): top-1 {last['holdout_top1']:.3f} (over the draft
+vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_length']:.2f}; chain accuracy
+(steps 1..j all equal to the base model's greedy token):
+
+{chain_table}
+
+## τ by tree size (held-out prompts)
+{tau_text}
 
 ## Measured
 {measured}

@@ -1,17 +1,21 @@
-"""Held-out metrics: loss, top-1 agreement per draft step, and a simulated acceptance length.
+"""Held-out metrics: loss, top-1, chain accuracy per draft step, and a simulated acceptance length.
 
-The simulated acceptance length follows greedy chain drafting: from a start position the draft
-runs ``rollout_steps`` steps on its own predicted features (the real following tokens as inputs),
-and step j counts only if steps < j all matched the base model's argmax. ``1 + mean accepted``
-estimates tokens per verification round for a single-chain tree.
+Chain accuracy follows greedy chain drafting: from a start position s the draft runs ``rollout_steps``
+steps on its own predicted features (the real following tokens as inputs: on self-distilled data, the
+base model's own answer) and step j counts only if steps 1..j all matched the base model's greedy token
+(the argmax of its full output head). So ``acc_per_step[1]`` is "steps 1 and 2 both correct".
+``1 + sum(acc_per_step)`` estimates tokens per verification round for a single-chain tree.
+
+All starts are rolled out at once with the training-time rollout (`jakiro.train.unroll`), whose masks
+are those of inference; a test checks it against a per-start loop over the inference KV cache. The loss
+is the training objective (with ``rollout_steps_train`` steps) on clean features.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..model.kv_cache import PreallocatedLayer
-from .losses import draft_loss
+from .losses import loss_from_outputs, rollout_outputs
 
 
 @torch.no_grad()
@@ -21,42 +25,22 @@ def evaluate(model, samples: list[dict[str, torch.Tensor]], config, device: torc
     matched = torch.zeros(steps)
     tried = 0
     losses, mix_correct, mix_count, con_correct, con_count = [], 0.0, 0.0, 0.0, 0.0
-    head = model.head_weight
+    clean = _NoNoise(config)
     for sample in samples:
         batch = {k: v[None].to(device) for k, v in sample.items()}
         batch["attention"] = torch.ones_like(batch["loss_mask"])
-        total, parts = draft_loss(model, batch, _NoNoise(config))
+        outputs = rollout_outputs(model, batch, clean, max(steps, config.rollout_steps_train), model.config.contrastive)
+        total, parts = loss_from_outputs(outputs[:config.rollout_steps_train], batch, clean, model.head_weight)
         losses.append(float(total))
         mix_correct += float(parts["mix"].correct)
         mix_count += float(parts["mix"].count)
         if "contrastive" in parts:
             con_correct += float(parts["contrastive"].correct)
             con_count += float(parts["contrastive"].count)
-        ids, features, mask = batch["input_ids"][0], batch["hidden_state"][0], batch["loss_mask"][0]
-        length = len(ids)
-        teacher = (features @ model.full_head_weight.T).argmax(-1)  # base model's greedy choice of x_{t+1}
-        candidates = [t for t in range(length - steps - 2) if mask[t + 1] > 0]
-        if not candidates:
-            continue
-        picks = torch.linspace(0, len(candidates) - 1, min(config.eval_starts, len(candidates))).long().tolist()
-        cache = PreallocatedLayer(length + steps + 1)
-        model(features[None, :-1], ids[None, 1:], cache=cache)  # real-feature KV for every position
-        for pick in picks:
-            start = candidates[pick]
-            hidden = None
-            for step in range(steps):
-                if step == 0:
-                    cache.crop(start)
-                    out = model(features[None, start:start + 1], ids[None, start + 1:start + 2], cache=cache)
-                else:
-                    position = start + step
-                    out = model(hidden, ids[None, position + 1:position + 2], cache=cache)
-                hidden = out[:, -1:]
-                guess = model.to_target_ids((hidden[0, -1] @ head.T).argmax())
-                if guess != teacher[start + step + 1]:
-                    break
-                matched[step] += 1
-            tried += 1
+        starts = chain_starts(batch["loss_mask"][0], steps, config.eval_starts)
+        if len(starts):
+            matched += chain_matches(model, [mix for mix, _ in outputs], batch["hidden_state"][0], starts, steps)
+            tried += len(starts)
     model.train()
     acc_per_step = (matched / max(tried, 1)).tolist()
     return {
@@ -67,6 +51,37 @@ def evaluate(model, samples: list[dict[str, torch.Tensor]], config, device: torc
         "simulated_accept_length": 1.0 + sum(acc_per_step),
         "rollouts": tried,
     }
+
+
+def chain_starts(loss_mask: torch.Tensor, steps: int, per_sequence: int) -> torch.Tensor:
+    """Start positions s inside an answer (loss mask at s+1) with room for ``steps`` steps; evenly spread picks
+    of at most ``per_sequence`` of them (every one when it is 0)."""
+    length = len(loss_mask)
+    candidates = [t for t in range(length - steps - 2) if loss_mask[t + 1] > 0]
+    if not candidates:
+        return torch.zeros(0, dtype=torch.long)
+    if per_sequence <= 0:
+        return torch.tensor(candidates)
+    picks = torch.linspace(0, len(candidates) - 1, min(per_sequence, len(candidates))).long()
+    return torch.tensor(candidates)[picks]
+
+
+def chain_matches(model, mix_outputs: list[torch.Tensor], features: torch.Tensor, starts: torch.Tensor,
+                  steps: int) -> torch.Tensor:
+    """[steps] counts of starts whose steps 1..j all drafted the base model's greedy token.
+
+    Step j of the path that starts at s sits at position p = s + j - 1 and drafts x_{p+2}, the base
+    model's greedy choice at ``features[p + 1]``."""
+    starts = starts.to(features.device)
+    alive = torch.ones(len(starts), dtype=torch.bool, device=features.device)
+    counts = torch.zeros(steps)
+    for step in range(1, steps + 1):
+        positions = starts + step - 1
+        guess = model.to_target_ids(model.logits(mix_outputs[step - 1][0, positions]).argmax(-1))
+        truth = (features[positions + 1] @ model.full_head_weight.T).argmax(-1)
+        alive &= guess == truth
+        counts[step - 1] = float(alive.sum())
+    return counts
 
 
 class _NoNoise:

@@ -11,22 +11,31 @@ from safetensors.torch import load_file
 import jakiro.train.main as train_main
 from jakiro import EaModel, load_base_model
 
-TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64"]
+TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
+         "--tau-prompts", "0"]
+
+
+def epoch_records(out) -> list[dict]:
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if "epoch" in r]
 
 
 def train(data, base, out, *extra):
     train_main.main(["--data", str(data), "--base-model-path", str(base), "--out", str(out), *TRAIN, *extra])
 
 
-@pytest.mark.parametrize("variant", [[], ["--num-experts", "1", "--no-contrastive"], ["--draft-vocab-size", "20"]])
+@pytest.mark.parametrize("variant", [[], ["--num-experts", "1", "--no-contrastive"], ["--draft-vocab-size", "20"],
+                                     ["--rollout-steps", "3"], ["--num-experts", "1", "--no-contrastive", "--rollout-steps", "2"]])
 def test_train_export_load_and_stay_lossless(tiny_data, tiny_base_dir, tmp_path, variant):
     out = tmp_path / "run"
     train(tiny_data, tiny_base_dir, out, *variant)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = epoch_records(out)
     assert [r["epoch"] for r in records] == [0, 1]
     for record in records:
         assert record["holdout_rollouts"] > 0 and 1.0 <= record["holdout_simulated_accept_length"] <= 6.0
         assert len(record["holdout_acc_per_step"]) == 5
+    steps = int(variant[variant.index("--rollout-steps") + 1]) if "--rollout-steps" in variant else 1
+    assert all(r["rollout_steps_train"] == steps and r["train_tokens_per_second"] > 0 for r in records)
     head_config = json.loads((out / "head" / "config.json").read_text())
     assert head_config["method"] == ("eagle2" if variant[:2] == ["--num-experts", "1"] else "jakiro")
     ea = EaModel.from_pretrained(str(tiny_base_dir), str(out / "head"), total_token=12, depth=3, top_k=3)
@@ -40,13 +49,14 @@ def test_training_reduces_holdout_loss(tiny_data, tiny_base_dir, tmp_path):
     out = tmp_path / "longer"
     train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out),
                      "--epochs", "6", "--batch-size", "2", "--lr", "3e-3", "--warmup-steps", "2", "--max-len", "64"])
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = epoch_records(out)
     assert records[-1]["holdout_loss"] < records[0]["holdout_loss"]
 
 
-def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("rollout", [[], ["--rollout-steps", "3"]])
+def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir, tmp_path, monkeypatch, rollout):
     straight = tmp_path / "straight"
-    train(tiny_data, tiny_base_dir, straight)
+    train(tiny_data, tiny_base_dir, straight, *rollout)
 
     interrupted = tmp_path / "interrupted"
     real_evaluate, calls = train_main.evaluate, []
@@ -59,16 +69,17 @@ def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir,
 
     monkeypatch.setattr(train_main, "evaluate", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_data, tiny_base_dir, interrupted)
+        train(tiny_data, tiny_base_dir, interrupted, *rollout)
     assert not (interrupted / "head").exists()
     monkeypatch.setattr(train_main, "evaluate", real_evaluate)
-    train(tiny_data, tiny_base_dir, interrupted, "--resume")
+    train(tiny_data, tiny_base_dir, interrupted, "--resume", *rollout)
 
     a = load_file(str(straight / "head" / "model.safetensors"))
     b = load_file(str(interrupted / "head" / "model.safetensors"))
     assert set(a) == set(b)
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # bit-identical
+    assert epoch_records(straight)[-1]["holdout_loss"] == epoch_records(interrupted)[-1]["holdout_loss"]
 
 
 def test_refuses_data_made_with_another_base(tiny_data, other_base_dir, tmp_path, capsys):
@@ -131,3 +142,70 @@ def test_export_in_bf16_keeps_outputs_lossless(tiny_data, tiny_base_dir, tmp_pat
     base, tokenizer = load_base_model(str(tiny_base_dir))
     prompt = torch.tensor([tokenizer("tell me a story about a small robot")["input_ids"]])
     assert torch.equal(ea.eagenerate(prompt, max_new_tokens=16), base.generate(prompt, do_sample=False, max_new_tokens=16))
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "17", "two", "1.5"])
+def test_bad_rollout_steps_are_one_line_errors_before_anything_is_written(tiny_data, tiny_base_dir, tmp_path, capsys,
+                                                                          value):
+    with pytest.raises(SystemExit) as exit_info:
+        train(tiny_data, tiny_base_dir, tmp_path / "never", "--rollout-steps", value)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "rollout-steps" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_bad_rollout_decay_is_refused(tiny_data, tiny_base_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train(tiny_data, tiny_base_dir, tmp_path / "never", "--rollout-steps", "2", "--rollout-decay", "0")
+    assert "--rollout-decay" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_run_from_before_the_rollout_fields_still_resumes(tiny_data, tiny_base_dir, tmp_path):
+    out = tmp_path / "old"
+    train(tiny_data, tiny_base_dir, out, "--epochs", "1")
+    saved = json.loads((out / "run_config.json").read_text())
+    for key in ("rollout_steps_train", "rollout_decay"):
+        del saved["train"][key]
+    saved["train"]["epochs"] = 2  # as if a 2-epoch run had been interrupted after its first epoch
+    (out / "run_config.json").write_text(json.dumps(saved))
+    train(tiny_data, tiny_base_dir, out, "--resume")
+    assert [r["epoch"] for r in epoch_records(out)] == [0, 1]
+
+
+def test_tau_by_tree_size_after_training_and_in_the_card(tiny_data, tiny_base_dir, tmp_path):
+    from jakiro.train.model_card import main as write_card
+
+    out = tmp_path / "tau"
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"holdout_fraction": 0.25}}))
+    train(tiny_data, tiny_base_dir, out, "--rollout-steps", "2", "--tau-prompts", "2", "--tau-max-new-tokens", "6",
+          "--tau-tree-sizes", "4,8", "--config", str(tmp_path / "config.json"))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tau = lines[-1]
+    assert set(tau["tau_by_tree_size"]) == {"4", "8"}
+    for size, details in tau["tau_details"].items():
+        assert 1.0 <= details["tau"] <= 7.0 and details["rounds"] >= 1
+        assert details["tau"] == pytest.approx(details["new_tokens"] / details["rounds"])
+        assert tau["tau_by_tree_size"][size] == details["tau"]
+    assert tau["tau_settings"]["prompts"] == 2 and tau["tau_settings"]["depth"] == 5
+    write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data)])
+    card = (out / "head" / "README.md").read_text()
+    assert "τ by tree size" in card and "| tree nodes | 4 | 8 |" in card
+    assert "Training-time rollout: 2 step(s)" in card and "| chain accuracy |" in card
+
+
+def test_measure_tau_command_reads_held_out_prompts(tiny_data, tiny_base_dir, tmp_path, capsys):
+    from jakiro.train.measure_tau import held_out_prompts, main as measure
+
+    out = tmp_path / "m"
+    train(tiny_data, tiny_base_dir, out, "--epochs", "1")
+    measure(["--head", str(out / "head"), "--data", str(tiny_data), "--base-model-path", str(tiny_base_dir),
+             "--run", str(out), "--prompts", "1", "--max-new-tokens", "4", "--tree-sizes", "16"])
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert list(record["tau_by_tree_size"]) == ["16"]
+    prompt = held_out_prompts(tiny_data, 0.05, 1)[0]
+    assert prompt.shape[0] == 1 and prompt.shape[1] > 0
+    with pytest.raises(SystemExit):
+        measure(["--head", str(out / "head"), "--data", str(tiny_data), "--tree-sizes", "1,x"])
+    assert "tree sizes" in capsys.readouterr().err
