@@ -7,6 +7,8 @@ overrides are applied on top; the resolved configuration is saved with every che
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -75,5 +77,63 @@ def load_run_config(path: str | Path | None, overrides: dict) -> RunConfig:
         else:
             draft[key] = value
     if "betas" in train_values:
-        train_values["betas"] = tuple(train_values["betas"])
-    return RunConfig(draft=draft, train=TrainConfig(**train_values))
+        train_values["betas"] = _betas(train_values["betas"], path)
+    train = TrainConfig(**train_values)
+    check_train_values(train, {key for key, value in overrides.items() if value is not None and key in train_fields},
+                       path)
+    return RunConfig(draft=draft, train=train)
+
+
+# What each training option may be, checked when the configuration is loaded: before any model is loaded or
+# any file written (torch would otherwise fail late, after run_config.json exists, or train nothing).
+# (type, test, what the test requires); options not listed here are checked by their own code.
+_RULES: dict[str, tuple[type, Callable[[float], bool], str]] = {
+    "epochs": (int, lambda v: v >= 1, "an integer >= 1 (0 epochs would export an untrained head)"),
+    "lr": (float, lambda v: v > 0, "a number > 0"),
+    "batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "grad_accum": (int, lambda v: v >= 1, "an integer >= 1"),
+    "weight_decay": (float, lambda v: v >= 0, "a number >= 0"),
+    "warmup_steps": (int, lambda v: v >= 0, "an integer >= 0"),
+    "grad_clip_value": (float, lambda v: v > 0, "a number > 0"),
+    "v_weight": (float, lambda v: v >= 0, "a number >= 0"),
+    "p_weight": (float, lambda v: v >= 0, "a number >= 0"),
+    "contrastive_weight": (float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "noise": (float, lambda v: v >= 0, "a number >= 0"),
+    "max_len": (int, lambda v: v >= 2, "an integer >= 2"),
+    "holdout_fraction": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "eval_sequences": (int, lambda v: v >= 1, "an integer >= 1"),
+    "eval_starts": (int, lambda v: v >= 0, "an integer >= 0"),
+    "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+    "num_workers": (int, lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def _option_name(name: str, from_command_line: set[str], path: str | Path | None) -> str:
+    if name in from_command_line:
+        return "--" + name.replace("_", "-")
+    return f"train.{name}" + (f" in {path}" if path is not None else "")
+
+
+def _betas(value, path: str | Path | None) -> tuple:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return tuple(value)
+    raise ConfigError(f"{_option_name('betas', set(), path)} must be two numbers in [0, 1), got {value!r}")
+
+
+def check_train_values(train: TrainConfig, from_command_line: set[str] = frozenset(),
+                       path: str | Path | None = None) -> None:
+    """Refuse a training option that cannot work, naming it as the user set it (a flag or a config entry)."""
+    for name, (kind, test, requirement) in _RULES.items():
+        if not hasattr(train, name):
+            continue
+        value = getattr(train, name)
+        number = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+        if not number or not math.isfinite(value) or not test(value):
+            raise ConfigError(f"{_option_name(name, from_command_line, path)} must be {requirement}, got {value!r}")
+    betas = train.betas
+    if not all(not isinstance(b, bool) and isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"{_option_name('betas', from_command_line, path)} must be two numbers in [0, 1), "
+                          f"got {list(betas)!r}")
+    if train.v_weight == 0 and train.p_weight == 0:
+        raise ConfigError(f"{_option_name('v_weight', from_command_line, path)} and p_weight are both 0: "
+                          "nothing would be trained; set at least one above 0")
