@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from ..errors import ConfigError
 
 MANIFEST = "manifest.json"
+TEXT_DIR = "conversations"  # regenerated conversations as ShareGPT JSONL, one file per shard
 FORMAT_VERSION = 1
 
 

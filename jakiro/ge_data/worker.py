@@ -12,12 +12,13 @@ import torch
 from tqdm import tqdm
 
 from ..base_models import load_base_model
+from ..files import write_text_atomic
 from ..model.configs import base_fingerprint
 from ..model.ea_model import stop_token_ids
 from ..templates import encode_with_mask
 from .conversations import Conversation, load_conversations
-from .regenerate import regenerate
-from .storage import shard_name, write_shard
+from .regenerate import regenerate, to_sharegpt
+from .storage import TEXT_DIR, shard_name, write_shard
 
 
 @torch.no_grad()
@@ -57,6 +58,11 @@ def extract_features(model, samples: list[tuple[list[int], list[int]]], save_lay
     return results
 
 
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
 def shard_conversations(plan: dict, conversations: list[Conversation], index: int) -> list[Conversation]:
     size = plan["shard_size"]
     return conversations[index * size:(index + 1) * size]
@@ -80,19 +86,25 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
                 "template": str(plan["chat_template"])}
     bar = tqdm(total=sum(len(shard_conversations(plan, conversations, i)) for i in todo), unit="conv",
                desc=f"worker {worker}", position=progress_position, dynamic_ncols=True)
-    tokens, begin = 0, time.perf_counter()
+    tokens, generated, begin = 0, 0, time.perf_counter()
     for index in todo:
         batch = shard_conversations(plan, conversations, index)
-        if plan["regenerate"]:
-            batch = regenerate(model, tokenizer, batch, plan["chat_template"], stop_ids, plan["max_new_tokens"],
-                               plan["max_length"] - plan["max_new_tokens"], plan["batch_size"], plan["max_turns"],
-                               plan["temperature"])
+        if plan["regenerate"]:  # features come from the generating passes themselves
+            generator = torch.Generator().manual_seed(plan["seed"] * 1_000_003 + index)
+            answered, samples = regenerate(model, tokenizer, batch, plan["chat_template"], stop_ids,
+                                           plan["max_new_tokens"], plan["max_length"] - plan["max_new_tokens"] - 1,
+                                           plan["batch_size"], plan["max_turns"], plan["temperature"],
+                                           plan["save_layers"], generator)
+            samples = [{k: v[:plan["max_length"]] for k, v in s.items()} for s in samples]
+            write_jsonl_atomic(outdir / TEXT_DIR / shard_name(index).replace(".safetensors", ".jsonl"),
+                               [to_sharegpt(c) for c in answered])
+            generated += sum(int(s["loss_mask"].sum()) for s in samples)
         else:
-            batch = [c for c in batch if c.has_reply]
-        encoded = [encode_with_mask(tokenizer, c.messages, plan["chat_template"], stop_ids, plan["max_length"])
-                   for c in batch]
-        encoded = [e for e in encoded if sum(e[1]) > 0]
-        samples = extract_features(model, encoded, plan["save_layers"], plan["tokens_per_batch"]) if encoded else []
+            encoded = [encode_with_mask(tokenizer, c.messages, plan["chat_template"], stop_ids, plan["max_length"])
+                       for c in batch if c.has_reply]
+            encoded = [e for e in encoded if sum(e[1]) > 0]
+            samples = extract_features(model, encoded, plan["save_layers"], plan["tokens_per_batch"]) if encoded else []
+        samples = [s for s in samples if int(s["loss_mask"].sum()) > 0]
         if samples:
             tokens += write_shard(outdir / shard_name(index), samples, {**metadata, "conversations": str(len(samples))})
         else:  # an empty shard is still a finished shard: record it so a rerun skips it
@@ -102,7 +114,11 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
         if on_shard is not None:
             on_shard()
         bar.update(len(shard_conversations(plan, conversations, index)))
-        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - begin):.0f}")
+        elapsed = time.perf_counter() - begin
+        postfix = {"tok_s": f"{tokens / elapsed:.0f}"}
+        if plan["regenerate"]:
+            postfix["answer_tok_s"] = f"{generated / elapsed:.0f}"
+        bar.set_postfix(**postfix)
     bar.close()
 
 

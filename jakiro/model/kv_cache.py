@@ -58,6 +58,11 @@ class PreallocatedLayer(CacheLayerMixin):
     def crop(self, length: int) -> None:
         self.length = min(self.length, length)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (batched generation drops the sequences that finished)."""
+        if self.is_initialized:
+            self.keys, self.values = self.keys.index_select(0, rows), self.values.index_select(0, rows)
+
     def compact(self, start: int, source: torch.Tensor) -> None:
         """Copy entries ``start + source`` to ``start .. start+len(source)`` and set the length there."""
         if self.is_initialized and len(source):
@@ -89,6 +94,11 @@ class TreeKVCache(Cache):
     def reset(self) -> None:
         for layer in self.layers:
             layer.reset()
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows in every layer."""
+        for layer in self.layers:
+            layer.keep_rows(rows)
 
     def compact(self, start: int, source: torch.Tensor) -> None:
         """Keep the entries at offsets ``source`` (relative to ``start``) right after ``start``; drop the rest."""
