@@ -45,6 +45,12 @@ class Drafter(ABC):
         """The most draft tokens one round can accept (the deepest tree level), or None if unbounded/unknown."""
         return None
 
+    @property
+    def max_tree_tokens(self) -> int | None:
+        """The most nodes (root included) one proposed tree can have, where it differs from the model's
+        ``total_token`` (the KV cache reserves room for one tree in flight); None = ``total_token``."""
+        return None
+
     def prefill(self, target: "TargetRunner", input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt's target forward: logits of the last position [V] and features [1, P, H] (default: full model)."""
         return target.extend(input_ids)

@@ -1,0 +1,1 @@
+"""Kangaroo model parts: adapter config, adapter, early-exit rule, drafter."""
