@@ -119,12 +119,15 @@ def check_sentencepiece(folder: str | os.PathLike) -> None:
 
 
 def same_base_model(name: str | os.PathLike | None, other: str | os.PathLike | None) -> bool:
-    """Whether two recorded base-model names (alias or path) name the same model: same alias, or same folder."""
-    first, second = str(name or ""), str(other or "")
-    if first == second or first.lower() == second.lower() == DEFAULT_BASE_MODEL:
+    """Whether two recorded base-model names (alias or path) name the same folder (nothing is converted)."""
+    def folder(value) -> Path:
+        text = str(value or "")
+        return jakiro_home() / "models" / DEFAULT_BASE_MODEL if text.lower() == DEFAULT_BASE_MODEL else Path(text)
+
+    if str(name or "") == str(other or ""):
         return True
     try:
-        return Path(first).exists() and Path(first).resolve() == Path(second).resolve()
+        return folder(name).resolve() == folder(other).resolve()
     except OSError:
         return False
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from ..base_models import DEFAULT_BASE_MODEL, resolve_base_model_path
+from ..base_models import DEFAULT_BASE_MODEL, resolve_base_model_path, same_base_model
 from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import file_sha256, write_json_atomic
 from ..model.configs import base_fingerprint
 from ..templates import TEMPLATES
 from ..version import __version__
-from .conversations import load_conversations
+from .conversations import describe_skipped, read_conversations
 from .storage import MANIFEST, list_shards, read_manifest
 from .worker import run_worker
 
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, default=1, help="CPU worker processes (without --gpus)")
     parser.add_argument("--dtype", default=None, help="model dtype (default fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--seed", type=int, default=42, help="shuffle seed for choosing conversations")
-    parser.add_argument("--skip-invalid", action="store_true", help="skip malformed/empty conversations instead of failing")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip unusable items instead of failing: JSONL lines that are not valid JSON (or not "
+                             "UTF-8), items that are not ShareGPT conversations, conversations with no user turn "
+                             "(a .json list must still parse as a whole); the skipped items are listed by reason")
     return parser
 
 
@@ -61,7 +64,8 @@ def make_plan(args: argparse.Namespace) -> dict:
 
     folder = resolve_base_model_path(args.base_model_path)
     fingerprint = base_fingerprint(AutoConfig.from_pretrained(folder, local_files_only=True))
-    conversations, skipped = load_conversations(args.data_path, skip_invalid=args.skip_invalid)
+    loaded = read_conversations(args.data_path, skip_invalid=args.skip_invalid)
+    conversations = loaded.conversations
     order = torch.randperm(len(conversations), generator=torch.Generator().manual_seed(args.seed)).tolist()
     count = min(args.max_samples or len(conversations), len(conversations))
     save_layers = sorted({int(x) for x in args.save_layers.split(",") if x.strip()})
@@ -78,7 +82,10 @@ def make_plan(args: argparse.Namespace) -> dict:
         "chat_template": args.chat_template, "max_length": args.max_length, "save_layers": save_layers,
         "regenerate": args.regenerate, "max_new_tokens": args.max_new_tokens, "max_turns": args.max_turns,
         "temperature": args.temperature, "batch_size": args.batch_size, "tokens_per_batch": args.tokens_per_batch,
-        "shard_size": args.shard_size, "seed": args.seed, "skip_invalid": args.skip_invalid, "skipped_invalid": skipped,
+        "shard_size": args.shard_size, "seed": args.seed, "skip_invalid": args.skip_invalid,
+        "skipped_invalid": len(loaded.skipped), "skipped_invalid_by_reason": loaded.skipped_by_reason(),
+        "skipped_invalid_items": describe_skipped(loaded.skipped),
+        "selected_without_reply": sum(not conversations[i].has_reply for i in order[:count]),
         "num_conversations": count, "order": order[:count], "dtype": args.dtype,
         "num_shards": (count + args.shard_size - 1) // args.shard_size,
     }
@@ -99,6 +106,62 @@ def check_resume(plan: dict, outdir: Path) -> None:
         if old.get(key) != plan[key]:
             raise ConfigError(f"{outdir} was started with {key}={old.get(key)!r}, now {plan[key]!r}: "
                               "rerun with the same settings to resume, or use another --outdir")
+
+
+def warn_other_base_name(outdir: Path, plan: dict) -> None:
+    """Data of an earlier run for a base model of another name but the same architecture: accepted, said aloud.
+
+    The folder keeps the name it was started for, so every later run with another name warns again."""
+    import json
+
+    for name in (MANIFEST, PLAN):
+        path = outdir / name
+        if path.is_file():
+            old = json.loads(path.read_text()).get("base_model")
+            if old is not None and not same_base_model(old, plan["base_model"]):
+                print(f"warning: {outdir} holds data made for base model {old!r}, and {plan['base_model']!r} has the "
+                      "same architecture: resuming, but the new shards hold the hidden states of "
+                      f"{plan['base_model']!r}; use another --outdir unless both names are the same weights",
+                      file=sys.stderr)
+                plan["base_model"] = old
+            return
+
+
+def shard_skip_reasons(outdir: Path) -> dict[str, int] | None:
+    """Skip counts the worker recorded per shard (metadata ``skipped``: JSON reason -> count), or None if any
+    shard has none (then `skip_summary` infers them)."""
+    import json
+
+    from safetensors import safe_open
+
+    reasons: dict[str, int] = {}
+    for shard in list_shards(outdir):
+        with safe_open(str(shard.path), framework="pt") as handle:
+            recorded = (handle.metadata() or {}).get("skipped")
+        if recorded is None:
+            return None
+        for reason, count in json.loads(recorded).items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+    return reasons
+
+
+def skip_summary(plan: dict, manifest: dict, outdir: Path) -> str | None:
+    """``skipped 3 of 12 selected conversations: 2 without an assistant reply, 1 ...`` (None if none was)."""
+    selected, written = plan["num_conversations"], manifest["conversations"]
+    if written >= selected:
+        return None
+    reasons = {k: v for k, v in (shard_skip_reasons(outdir) or {}).items() if v}
+    if not reasons:
+        if not plan["regenerate"] and plan.get("selected_without_reply"):
+            reasons["without an assistant reply (pass --regenerate to answer them)"] = plan["selected_without_reply"]
+        rest = selected - written - sum(reasons.values())
+        if rest > 0:
+            key = (f"with no answer token left within --max-length {plan['max_length']} (the base model's answer "
+                   f"was empty, or the prompt longer than --max-length minus --max-new-tokens)" if plan["regenerate"]
+                   else f"with no assistant token within --max-length {plan['max_length']}")
+            reasons[key] = rest
+    return (f"skipped {selected - written} of {selected} selected conversations: "
+            + ", ".join(f"{count} {reason}" for reason, count in reasons.items()))
 
 
 def write_manifest(plan: dict, outdir: Path, complete: bool = True) -> dict:
@@ -125,8 +188,12 @@ def run(args: argparse.Namespace) -> dict:
         if existing.get("base_fingerprint") != base_fingerprint(AutoConfig.from_pretrained(folder, local_files_only=True)):
             raise ConfigError(f"{outdir} holds data made with base model {existing.get('base_model')!r}: use another --outdir")
     plan = make_plan(args)
+    if plan["skipped_invalid"]:
+        print(f"skipped {plan['skipped_invalid']} unusable item(s) of {Path(args.data_path).name} (--skip-invalid): "
+              f"{plan['skipped_invalid_items']}")
     outdir.mkdir(parents=True, exist_ok=True)
     check_resume(plan, outdir)
+    warn_other_base_name(outdir, plan)
     write_json_atomic(outdir / PLAN, plan, sort_keys=True)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     workers = len(gpus) or max(1, args.num_workers)
@@ -152,6 +219,9 @@ def run(args: argparse.Namespace) -> dict:
     manifest = write_manifest(plan, outdir)
     print(f"wrote {manifest['conversations']} conversations, {manifest['tokens']} tokens, "
           f"{len(manifest['shards'])} shards to {outdir}")
+    summary = skip_summary(plan, manifest, outdir)
+    if summary:
+        print(summary)
     return manifest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,17 @@ def check_data_matches_base(manifest: dict, base_config, folder: str | Path) -> 
     if manifest.get("base_fingerprint") != base_fingerprint(base_config):
         raise ConfigError(f"data in {folder} was made with base model {manifest.get('base_model')!r}, whose "
                           f"architecture differs from the base model given: regenerate the data for this base")
+    warn_other_base_name(manifest.get("base_model"), getattr(base_config, "name_or_path", None), folder)
+
+
+def warn_other_base_name(data_base: str | None, base: str | None, folder: str | Path) -> None:
+    """Same architecture, another name: the data is usable, but its features are the other model's hidden states."""
+    from ..base_models import same_base_model
+
+    if data_base and base and not same_base_model(data_base, base):
+        print(f"warning: data in {folder} was made for base model {data_base!r}, not {base!r} (same architecture, "
+              f"so it is accepted): the head learns {data_base!r}'s hidden states; regenerate the data unless both "
+              "names are the same weights", file=sys.stderr)
 
 
 class ShardDataset(Dataset):
