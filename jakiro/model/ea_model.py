@@ -144,7 +144,7 @@ class EaModel(nn.Module):
 
         ``self.last_stats`` is updated as it goes (rounds, accepted lengths, timings)."""
         input_ids, sampler, capacity = self._setup(input_ids, temperature, top_p, top_k, max_new_tokens,
-                                                   max_length, self.total_token)
+                                                   max_length, self.drafter.max_tree_tokens or self.total_token)
         tokens: list[int] = []
         for new in speculative_stream(self._target, self.drafter, input_ids, sampler, max_new_tokens, capacity,
                                       self.stop_ids, self.last_stats):
