@@ -1,0 +1,1 @@
+"""Training of Kangaroo adapters: `python -m kangaroo.train.main --help`."""
