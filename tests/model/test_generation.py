@@ -8,13 +8,14 @@ import torch
 from jakiro.errors import ConfigError, ContextLengthError
 from jakiro.model.ea_model import EaModel
 from jakiro.model.generation import GenerationStats, plan_capacity
+from tests.utils import method_options
 
 
 @pytest.fixture()
-def counted_ea(tiny_base):
-    """An EaModel whose base model counts its forwards (context length 256, tree of 20)."""
+def counted_ea(tiny_base, draft_method):
+    """An EaModel (every draft method) whose base model counts its forwards (context length 256, tree of 20)."""
     base = tiny_base("llama")
-    ea = EaModel.from_base_model(base, seed=0, total_token=20, depth=3, top_k=4)
+    ea = EaModel.from_base_model(base, seed=0, **method_options(draft_method, total_token=20, depth=3, top_k=4))
     calls = []
     handle = base.model.register_forward_pre_hook(lambda *_: calls.append(1))
     yield ea, calls

@@ -10,7 +10,7 @@ import torch
 from jakiro.errors import ConfigError
 from jakiro.model.ea_model import EaModel
 from jakiro.model.sampling import SamplingConfig
-from tests.utils import build_base, chi_square_pvalue, make_oracle, reference_probs
+from tests.utils import build_base, chi_square_pvalue, decouple_experts, make_oracle, method_options, reference_probs
 
 VOCAB = 16
 PROMPT = torch.tensor([[3, 1, 4, 1, 5]])
@@ -36,18 +36,27 @@ def exact_joint(base, prompt: torch.Tensor, setting: dict, length: int = 3) -> d
 
 
 SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_p=0.8), dict(temperature=0.7, top_k=5)]
+# (draft method, setting): every setting for Jakiro; each setting once more among the other methods
+CASES = ([("jakiro", setting) for setting in SETTINGS] + [("jakiro_star", SETTINGS[0]), ("jakiro_star", SETTINGS[1]),
+                                                          ("jakiro_star-dynamic", SETTINGS[2]), ("eagle2", SETTINGS[0])])
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
-def test_eagenerate_sampling_is_lossless(small_vocab_base, setting):
+@pytest.mark.parametrize("variant,setting", CASES,
+                         ids=[f"{v}-" + "-".join(f"{k}={x}" for k, x in s.items()) for v, s in CASES])
+def test_eagenerate_sampling_is_lossless(small_vocab_base, variant, setting):
     """The joint distribution of the first three new tokens matches the target's exactly.
 
     t1 comes from the prefill, t2 and t3 from the first round's tree verification (accepted drafts or the
     bonus/residual draw) or the second round: the joint covers the conditional distributions along the tree.
+    A Jakiro* head's second expert is made to rank tokens differently, so its trees mix both experts' candidates.
     """
     base = small_vocab_base
-    ea = EaModel.from_base_model(base, seed=0, total_token=10, depth=3, top_k=3)
+    # Jakiro*: 13 nodes, so its static tree reaches depth 3 ([0,0,0] is its 13th node) like the others' trees
+    budget = 13 if variant.startswith("jakiro_star") else 10
+    ea = EaModel.from_base_model(base, seed=0, **method_options(variant, total_token=budget, depth=3, top_k=3))
     make_oracle(ea)  # drafts the base's likely tokens: acceptance in the tree is frequent
+    if ea.method == "jakiro_star":
+        decouple_experts(ea, strength=3.0)
     torch.manual_seed(1)
     runs = 1200
     counts: Counter = Counter()
@@ -58,10 +67,13 @@ def test_eagenerate_sampling_is_lossless(small_vocab_base, setting):
         accepted_in_first_round[min(ea.last_stats.accept_lengths[0] - 1, 2)] += 1
     exact = exact_joint(base, PROMPT, setting)
     pvalue = chi_square_pvalue(counts, exact)
-    print(f"eagenerate {setting}: p = {pvalue:.4f}, first-round accepted drafts {dict(sorted(accepted_in_first_round.items()))}")
+    print(f"eagenerate {variant} {setting}: p = {pvalue:.4f}, "
+          f"first-round accepted drafts {dict(sorted(accepted_in_first_round.items()))}")
     assert pvalue > 0.001
     # the tree really decided t2 and t3 in many runs
     assert accepted_in_first_round[1] > runs // 10 and accepted_in_first_round[2] > runs // 10
+    if ea.method == "jakiro_star":  # and its trees really held children of both experts
+        assert ea.drafter.decoupling.mixed_sibling_share > 0.2, ea.drafter.decoupling.as_dict()
 
 
 def test_sampling_is_reproducible_with_a_seed(small_vocab_base):
