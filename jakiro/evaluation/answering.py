@@ -27,7 +27,8 @@ from .questions import Question
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C
 # Settings whose change makes old answers incomparable; checked before resuming a file.
 RESUME_KEYS = ("engine", "temperature", "top_p", "top_k", "max_new_token", "total_token", "depth", "top_k_tree",
-               "seed", "dtype", "base_model", "head_sha256", "bench")
+               "seed", "dtype", "base_model", "head_sha256", "bench",
+               "threshold", "steps", "exit_layer", "tree_levels", "tree_width")  # the last ones: Kangaroo's drafter
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("hf-pld", "HF prompt lookup", lambda w: HFGenerateEngine(w.base, w.stop_ids, PROMPT_LOOKUP_TOKENS)),
     Contender("eagle2", "EAGLE-2 head", lambda w: w.speculative("eagle2", "eagle2"), needs_head=True),
     Contender("jakiro", "Jakiro", lambda w: w.speculative("jakiro", "jakiro"), needs_head=True),
+    Contender("kangaroo", "Kangaroo", lambda w: w.speculative("kangaroo", "kangaroo"), needs_head=True),
 )}
 
 

@@ -114,7 +114,7 @@ class SpeculativeEngine(Engine):
     def settings(self) -> dict:
         ea = self.ea_model
         return {"engine": self.name, "total_token": ea.total_token, "depth": ea.depth, "top_k_tree": ea.top_k,
-                "max_path_drafts": self.max_path_drafts}
+                "max_path_drafts": self.max_path_drafts, **ea.drafter.settings()}
 
 
 class PlainEngine(Engine):

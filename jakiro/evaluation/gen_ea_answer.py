@@ -38,9 +38,12 @@ def head_hash(head_path: Path) -> str:
     return file_sha256(weights) if weights.is_file() else ""
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, drafter_options: dict | None = None, expect_method: str | None = None,
+        model_id: str | None = None) -> int:
+    """Answer with the head's own method; a method package's wrapper (e.g. `kangaroo.evaluation.gen_ea_answer`)
+    passes its drafter options, the method it expects and a default model id naming its settings."""
     from ..heads import resolve_head_path
-    from ..model.configs import DraftConfig
+    from ..methods import check_method, head_method
     from ..model.ea_model import EaModel
     from .answering import answer_and_report, recorded_budget
     from .engines import SpeculativeEngine
@@ -52,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
     label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
     device_map = device_map_for(args.device)
     head_path = resolve_head_path(args.ea_model_path)
-    method = DraftConfig.load(head_path).method
-    model_id = args.model_id or default_model_id(method, args.base_model_path, args.temperature)
+    method = head_method(head_path)
+    check_method(method, expect_method, args.ea_model_path, role=f"{expect_method} evaluation")
+    model_id = args.model_id or model_id or default_model_id(method, args.base_model_path, args.temperature)
     answer_file = Path(args.answer_file) if args.answer_file else default_answer_file(label, model_id)
     total_token, budget_timings = args.total_token, {}
     if args.total_token == -1 and (recorded := recorded_budget(answer_file)):
         total_token, budget_timings = recorded  # resuming: keep the budget the file was started with
     ea = EaModel.from_pretrained(args.base_model_path, head_path, total_token=total_token, depth=args.depth,
-                                 top_k=args.top_k_tree, torch_dtype=args.dtype, device_map=device_map)
+                                 top_k=args.top_k_tree, torch_dtype=args.dtype, device_map=device_map,
+                                 **(drafter_options or {}))
     budget_timings = budget_timings or {str(k): v for k, v in ea.budget_timings.items()}
     engine = SpeculativeEngine(ea)
     settings = {**sampling_settings(args), **engine.settings(), "total_token_requested": args.total_token,

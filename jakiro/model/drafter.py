@@ -45,6 +45,10 @@ class Drafter(ABC):
         """The most draft tokens one round can accept (the deepest tree level), or None if unbounded/unknown."""
         return None
 
+    def settings(self) -> dict:
+        """Method-specific drafting settings recorded with results (e.g. Kangaroo's threshold and steps)."""
+        return {}
+
     @property
     def max_tree_tokens(self) -> int | None:
         """The most nodes (root included) one proposed tree can have, where it differs from the model's

@@ -1,0 +1,1 @@
+"""Kangaroo evaluation: thin wrappers over `jakiro.evaluation` (answers, baseline, a settings sweep)."""
