@@ -35,7 +35,7 @@ def test_registry_names_every_implemented_method():
     assert {"jakiro", "eagle2", "jakiro_star"} <= set(METHOD_SPECS)
     assert head_class("jakiro") is head_class("eagle2") is JakiroDraftModel
     assert head_class("jakiro_star") is JakiroStarHead
-    assert training_loss("jakiro").__name__ == "draft_loss"
+    assert training_loss("jakiro").__name__ == "draft_loss" and training_loss("jakiro_star").__name__ == "star_loss"
     with pytest.raises(ConfigError, match="unknown method 'medusa'"):
         method_spec("medusa")
 

@@ -55,8 +55,9 @@ class DraftConfig:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.method == "jakiro_star" and (self.num_experts < 2 or self.contrastive):
-            raise ConfigError("a jakiro_star head drafts from >= 2 decoupled experts and has no contrastive branch: "
-                              f"got num_experts={self.num_experts}, contrastive={self.contrastive}")
+            raise ConfigError("a jakiro_star head drafts from >= 2 decoupled experts and has no contrastive branch, "
+                              f"got num_experts={self.num_experts}, contrastive={self.contrastive}: "
+                              "use num_experts >= 2 and contrastive false (jakiro_star/train/configs/)")
 
     @classmethod
     def from_base_config(cls, base_config, **options) -> "DraftConfig":

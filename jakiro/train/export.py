@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..base_models import parse_dtype
 from ..commands import exit_on_error
-from ..model.cnets import JakiroDraftModel
+from ..methods import load_head
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> Path:
-    head = JakiroDraftModel.from_pretrained(args.head)
+    head = load_head(args.head)  # any method: the class its config.json names
     out = Path(args.out)
     head.save_pretrained(out, dtype=parse_dtype(args.dtype))
     print(f"wrote {out} ({args.dtype})")

@@ -26,15 +26,16 @@ from ..base_models import DEFAULT_BASE_MODEL, load_base_model
 from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import write_json_atomic
-from ..model.cnets import JakiroDraftModel, init_weights
+from ..methods import head_class, new_head, training_loss
+from ..model.cnets import JakiroDraftModel
 from ..model.configs import DraftConfig
 from .config import RunConfig, TrainConfig, load_run_config
 from .dataset import ShardDataset, check_data_matches_base, collate, split_entries, token_frequencies
-from .losses import draft_loss
 from .measure_tau import DEFAULT_TREE_SIZES, parse_tree_sizes
 from .rollout import evaluate
 
 PROGRESS = "progress.json"
+TRAINABLE_METHODS = ("jakiro", "jakiro_star")  # --method choices (EAGLE-2 heads: --num-experts 1 --no-contrastive)
 MAX_ROLLOUT_STEPS = 16
 
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--num-experts", type=int, default=None)
+    parser.add_argument("--method", choices=TRAINABLE_METHODS, default=None,
+                        help="head method (default: the config's, else jakiro; an EAGLE-2 head is --num-experts 1 "
+                             "--no-contrastive); --method jakiro_star is `python -m jakiro_star.train.main`")
     parser.add_argument("--no-contrastive", action="store_true", help="no contrastive branch (EAGLE-2 head with 1 expert)")
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="predict only the N most frequent tokens")
     parser.add_argument("--rollout-steps", type=int, default=None, metavar="K",
@@ -90,11 +94,10 @@ def same_settings(previous: dict, current: dict) -> bool:
 
 
 def build_head(run: RunConfig, base_model, data_folder: str) -> JakiroDraftModel:
+    """A fresh head of the run's method (a `JakiroDraftModel` or a subclass such as Jakiro*'s)."""
     config = DraftConfig.from_base_config(base_model.config, **run.draft)
     torch.manual_seed(run.train.seed)
-    model = JakiroDraftModel(config)
-    init_weights(model)
-    model.bind_base(base_model)
+    model = new_head(config, base_model)  # the class of config.method (jakiro.methods)
     if config.draft_vocab_size is not None:
         counts = token_frequencies(data_folder, config.vocab_size)
         keep = torch.argsort(counts, descending=True, stable=True)[: config.draft_vocab_size]
@@ -144,6 +147,8 @@ def train(args: argparse.Namespace) -> Path:
                  "rollout_steps_train": args.rollout_steps, "rollout_decay": args.rollout_decay}
     if args.no_contrastive:
         overrides["contrastive"] = False
+    if args.method is not None:
+        overrides["method"] = args.method
     run = load_run_config(args.config, overrides)
     check_train_config(run.train)
     tree_sizes = parse_tree_sizes(args.tau_tree_sizes)
@@ -197,6 +202,7 @@ def train(args: argparse.Namespace) -> Path:
         first_epoch = progress["epoch"] + 1
     metrics_path = out / "metrics.jsonl"
     raw = accelerator.unwrap_model(model)
+    loss_fn = training_loss(raw.config.method)  # Jakiro / EAGLE-2: draft_loss; Jakiro*: its own (jakiro.methods)
     for epoch in range(first_epoch, cfg.epochs):
         sampler.shuffle_for(epoch)
         noise = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -205,7 +211,7 @@ def train(args: argparse.Namespace) -> Path:
         bar = _progress(len(loader), epoch, accelerator.is_local_main_process)
         for batch in loader:
             with accelerator.accumulate(model):
-                loss, parts = draft_loss(model, batch, cfg, noise, raw.head_weight, raw.config.contrastive, head_dtype)
+                loss, parts = loss_fn(model, batch, cfg, noise, raw.head_weight, raw.config.contrastive, head_dtype)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and not deepspeed:  # DeepSpeed clips by norm (ds_config.json)
                     accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip_value)
@@ -257,7 +263,7 @@ def export_head(accelerator, model, out: Path) -> Path:
     head_dir = out / "head"
     if accelerator.is_main_process:
         raw = accelerator.unwrap_model(model)
-        export = JakiroDraftModel(raw.config)
+        export = head_class(raw.config.method)(raw.config)
         export.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
         export.save_pretrained(head_dir)
         print(f"exported head to {head_dir}")

@@ -1,0 +1,95 @@
+"""Jakiro* training through the shared pipeline on a tiny model: train -> export -> load -> greedy identity,
+both entry points, the shipped head's config, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import jakiro.train.main as core_main
+import jakiro_star.train.main as star_main
+from jakiro import EaModel, load_base_model
+from jakiro_star.model.drafter import JakiroStarDrafter
+
+TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
+         "--tau-prompts", "0"]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def records(out: Path) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "epoch" in r]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tiny_base_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("star") / "run"
+    star_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN])
+    return out
+
+
+def test_train_export_load_and_stay_lossless(trained, tiny_base_dir):
+    assert [r["epoch"] for r in records(trained)] == [0, 1]
+    assert all(r["holdout_rollouts"] > 0 and r["train_top1"] >= 0 for r in records(trained))
+    config = json.loads((trained / "head" / "config.json").read_text())
+    base, tokenizer = load_base_model(str(tiny_base_dir))
+    assert config["method"] == "jakiro_star" and config["num_experts"] == 2 and not config["contrastive"]
+    assert config["expert_intermediate_size"] == base.config.intermediate_size
+    weights = load_file(str(trained / "head" / "model.safetensors"))
+    assert weights["layers.0.mlp_moe.gate.weight"].shape == (2, base.config.hidden_size)
+    prompt = torch.tensor([tokenizer("write a short poem about the sea")["input_ids"]])
+    expected = base.generate(prompt, do_sample=False, max_new_tokens=20)
+    for tree in ("static", "dynamic"):
+        ea = EaModel.from_pretrained(str(tiny_base_dir), str(trained / "head"), total_token=12, depth=3, top_k=3,
+                                     tree=tree)
+        assert isinstance(ea.drafter, JakiroStarDrafter) and ea.drafter.tree == tree
+        assert torch.equal(ea.eagenerate(prompt, max_new_tokens=20), expected), tree
+
+
+def test_core_entry_point_with_method_flag_trains_the_same_head(trained, tiny_data, tiny_base_dir, tmp_path):
+    out = tmp_path / "core"
+    core_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN,
+                    "--method", "jakiro_star"])
+    a = load_file(str(trained / "head" / "model.safetensors"))
+    b = load_file(str(out / "head" / "model.safetensors"))
+    assert set(a) == set(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_export_in_bf16_loads_as_jakiro_star(trained, tiny_base_dir, tmp_path):
+    from jakiro.train.export import main as export
+
+    export(["--head", str(trained / "head"), "--out", str(tmp_path / "bf16"), "--dtype", "bfloat16"])
+    ea = EaModel.from_pretrained(str(tiny_base_dir), str(tmp_path / "bf16"), total_token=8)
+    assert ea.method == "jakiro_star" and isinstance(ea.drafter, JakiroStarDrafter)
+
+
+@pytest.mark.parametrize("extra,fragment", [(["--rollout-steps", "2"], "rollout_steps_train = 1"),
+                                            (["--config", "jakiro.json"], "no contrastive branch"),
+                                            (["--num-experts", "1"], "num_experts=1")])
+def test_refusals_are_one_line_errors(tiny_data, tiny_base_dir, tmp_path, capsys, extra, fragment):
+    """Training-time rollout, a Jakiro config (contrastive branch) and a single expert are refused."""
+    (tmp_path / "jakiro.json").write_text(json.dumps({"draft": {"num_experts": 2, "contrastive": True}}))
+    extra = [str(tmp_path / x) if x.endswith(".json") else x for x in extra]
+    with pytest.raises(SystemExit) as info:
+        star_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out",
+                        str(tmp_path / "x"), *TRAIN, *extra])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and fragment in err
+
+
+def test_shipped_head_config_has_the_jakiro_budget():
+    """The Jakiro* head is trained on the same data with the same budget as the shipped Jakiro head."""
+    star = json.loads((ROOT / "jakiro_star/train/configs/smollm2-135m.json").read_text())
+    jakiro = json.loads((ROOT / "jakiro/train/configs/smollm2-135m.json").read_text())
+    assert star["train"] == jakiro["train"]
+    assert star["draft"]["method"] == "jakiro_star" and star["draft"]["contrastive"] is False
+    assert star["draft"]["draft_vocab_size"] == jakiro["draft"]["draft_vocab_size"]
+    script = (ROOT / "scripts/train_default_heads.sh").read_text()
+    line = next(line for line in script.splitlines() if "jakiro_star.train.main" in line)
+    assert "jakiro_star/train/configs/smollm2-135m.json" in script and '"$WORK/data"' in line
