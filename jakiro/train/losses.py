@@ -8,11 +8,13 @@ Soft cross-entropy, exactly: over the draft vocabulary D (the whole vocabulary w
 the teacher is ``t = softmax(W_D f)`` (the base model's next-token distribution restricted to D and
 renormalised; the mass outside D cannot be drafted, so it is not a target) and the student is
 ``softmax(W_D h)``; per position ``CE = -sum_d t_d log softmax(W_D h)_d = logsumexp(W_D h) - t . (W_D h)``.
-The teacher is computed once per batch without gradient, for every position whose token carries loss,
-and shared by both branches and all rollout steps (the contrastive branch's target ``f_{p+2}`` is the
-mix branch's target at p+1). The student's gradient ``softmax(W_D h) - t`` is formed in one fused pass.
-``head_dtype`` is the dtype of the two head matmuls (bf16 when training runs in bf16; softmax and
-log-sum-exp stay float32).
+The teacher is computed once per batch in float32 without gradient, for every position whose token
+carries loss, and shared by both branches and all rollout steps (the contrastive branch's target
+``f_{p+2}`` is the mix branch's target at p+1). The student's log-sum-exp, softmax and gradient
+``softmax(W_D h) - t`` are formed by hand with few passes over the [rows, vocabulary] tensor. The student's
+two head matmuls (forward and backward) run in ``head_dtype``: bf16 when training runs in bf16, as
+autocast would do; softmax and log-sum-exp stay float32. Top-1 "correct" means the student's largest
+logit is at the teacher's most likely draft token.
 
 Rollout (``rollout_steps_train = K``, see `jakiro.train.unroll`): step j at position p predicts the same
 target as step 1 at p, from its own previous prediction; its loss is weighted ``rollout_decay ** (j-1)``
@@ -40,45 +42,55 @@ class BranchLoss:
 
 
 class _SoftCrossEntropy(torch.autograd.Function):
-    """Per row ``logsumexp(x W^T) - t . (x W^T)``; backward ``(softmax(x W^T) - t) W`` (t sums to 1)."""
+    """Per row ``logsumexp(z) - t . z`` with ``z = x W^T``; backward ``(softmax(z) - t) W`` (t sums to 1).
+
+    Written out by hand so the [rows, vocabulary] tensor is passed over as few times as possible (the
+    output head is most of a training step): the softmax made for the log-sum-exp is kept for backward."""
 
     @staticmethod
-    def forward(ctx, rows, weight, teacher, dtype):
+    def forward(ctx, rows, weight, teacher, teacher_top, dtype):
         logits = (rows.to(dtype) @ weight.to(dtype).T).float()
-        log_norm = torch.logsumexp(logits, dim=-1)
-        loss = log_norm - (teacher * logits).sum(-1)
-        top = logits.argmax(-1)
-        ctx.save_for_backward(logits, log_norm, teacher, weight)
+        dot = torch.einsum("nv,nv->n", teacher, logits)
+        top = logits.amax(-1)
+        agree = logits.gather(1, teacher_top[:, None])[:, 0] >= top  # the teacher's top token is the student's
+        probs = logits.sub_(top[:, None]).exp_()
+        total = probs.sum(-1)
+        probs.div_(total[:, None])
+        loss = top + total.log() - dot
+        ctx.save_for_backward(probs, teacher, weight)
         ctx.dtype, ctx.rows_dtype = dtype, rows.dtype
-        ctx.mark_non_differentiable(top)
-        return loss, top
+        ctx.mark_non_differentiable(agree)
+        return loss, agree
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss, _grad_top):
-        logits, log_norm, teacher, weight = ctx.saved_tensors
-        grad_logits = logits.sub_(log_norm[:, None]).exp_().sub_(teacher).mul_(grad_loss[:, None])
+    def backward(ctx, grad_loss, _grad_agree):
+        probs, teacher, weight = ctx.saved_tensors
+        grad_logits = probs.sub_(teacher).mul_(grad_loss[:, None])
         grad_rows = (grad_logits.to(ctx.dtype) @ weight.to(ctx.dtype)).to(ctx.rows_dtype)
-        return grad_rows, None, None, None
+        return grad_rows, None, None, None, None
 
 
 def soft_cross_entropy(rows: torch.Tensor, head_weight: torch.Tensor, teacher: torch.Tensor,
+                       teacher_top: torch.Tensor | None = None,
                        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row soft CE of ``rows`` [N,H] against teacher probabilities [N,V], and the student's argmax [N]."""
-    return _SoftCrossEntropy.apply(rows, head_weight, teacher, dtype)
+    """Per-row soft CE of ``rows`` [N,H] against teacher probabilities [N,V], and whether the student's top
+    token is the teacher's ``teacher_top`` [N] (default: the teacher's argmax)."""
+    if teacher_top is None:
+        teacher_top = teacher.argmax(-1)
+    return _SoftCrossEntropy.apply(rows, head_weight, teacher, teacher_top, dtype)
 
 
 class Teacher:
     """The base model's distribution over the draft vocabulary at every loss-bearing position of a batch."""
 
-    def __init__(self, features: torch.Tensor, weight: torch.Tensor, head_weight: torch.Tensor,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(self, features: torch.Tensor, weight: torch.Tensor, head_weight: torch.Tensor):
         batch, length, hidden = features.shape
         self.length = length
         flat = features.reshape(-1, hidden)
         rows = (weight.reshape(-1) > 0).nonzero().squeeze(1)
         with torch.no_grad():
-            logits = (flat[rows].to(dtype) @ head_weight.to(dtype).T).float()
+            logits = flat[rows].float() @ head_weight.float().T
             self.probs = torch.softmax(logits, dim=-1)
             self.top = logits.argmax(-1)
         self.slot = torch.full((batch * length,), -1, dtype=torch.long, device=features.device)
@@ -101,9 +113,10 @@ def branch_loss(prediction: torch.Tensor, features: torch.Tensor, weight: torch.
     batch_index, position = (weight > 0).nonzero(as_tuple=True)
     row_weight = weight[batch_index, position]
     slots = teacher.rows(batch_index, position + shift)
-    per_row, top = soft_cross_entropy(prediction[batch_index, position], head_weight, teacher.probs[slots], head_dtype)
+    per_row, agree = soft_cross_entropy(prediction[batch_index, position], head_weight, teacher.probs[slots],
+                                        teacher.top[slots], head_dtype)
     cross_entropy = (per_row * row_weight).sum() / denominator
-    correct = ((top == teacher.top[slots]).float() * row_weight).sum()
+    correct = (agree.float() * row_weight).sum()
     return BranchLoss(regression, cross_entropy, correct.detach(), row_weight.sum().detach())
 
 
@@ -122,7 +135,7 @@ def loss_from_outputs(outputs, batch: dict[str, torch.Tensor], config, head: tor
                       head_dtype: torch.dtype = torch.float32):
     """Total loss and parts (``mix``/``contrastive`` for step 1, ``mix@j``/``contrastive@j`` after it)."""
     features, mask = batch["hidden_state"], batch["loss_mask"] * batch["attention"]
-    teacher = Teacher(features, mask, head, head_dtype)
+    teacher = Teacher(features, mask, head)
     length = features.shape[1] - 1
     total, parts = None, {}
     for step, (mix, right) in enumerate(outputs, start=1):
