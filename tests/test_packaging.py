@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("setup.py", "pyproject.toml", "README.md", "requirements.txt", "jakiro", "jakiro_star", "kangaroo")
 DATA_FILES = ("jakiro/data/mt_bench/question.jsonl", "jakiro/data/spec_bench/question.jsonl",
               "jakiro/train/ds_config.json", "jakiro/train/configs/smollm2-135m.json",
+              "jakiro_star/train/configs/smollm2-135m.json",
               "jakiro/shipped_heads/jakiro-smollm2-135m-instruct/model.safetensors",
               "jakiro/shipped_heads/eagle2-smollm2-135m-instruct/config.json")
 BUILD = ("from setuptools import build_meta; import sys; "
