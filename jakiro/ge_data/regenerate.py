@@ -147,8 +147,11 @@ def _loss_mask(tokenizer, messages: list[dict[str, str]], template: str | None, 
 def regenerate(model, tokenizer, conversations: list[Conversation], template: str | None, stop_ids: set[int],
                max_new_tokens: int, max_prompt_tokens: int, batch_size: int, max_turns: int,
                temperature: float = 0.0, save_layers: list[int] | None = None,
-               generator: torch.Generator | None = None) -> tuple[list[Conversation], list[dict[str, torch.Tensor]]]:
+               generator: torch.Generator | None = None,
+               skipped: dict[str, int] | None = None) -> tuple[list[Conversation], list[dict[str, torch.Tensor]]]:
     """The conversations answered by the base model (up to ``max_turns`` user turns each) and their samples.
+
+    Conversations left without any answer are counted by reason in ``skipped`` (when given).
 
     A sample holds ``input_ids``, ``loss_mask``, ``hidden_state`` (and ``hidden_state_layer{l}``) of
     the whole conversation, taken from the forward passes of its last turn: that turn's prefill
@@ -157,6 +160,7 @@ def regenerate(model, tokenizer, conversations: list[Conversation], template: st
     histories = [[m for m in c.messages[:1] if m["role"] == "system"] for c in conversations]
     last: list[Generated | None] = [None] * len(conversations)
     alive = [True] * len(conversations)
+    reasons = ["answered"] * len(conversations)
     for turn in range(max((len(u) for u in users), default=0)):
         prompts = {}
         for i in range(len(conversations)):
@@ -164,6 +168,8 @@ def regenerate(model, tokenizer, conversations: list[Conversation], template: st
                 prompt = render_generation_prompt(tokenizer, histories[i] + [users[i][turn]], template)
                 if len(prompt) > max_prompt_tokens:
                     alive[i] = False
+                    reasons[i] = ("with a prompt longer than --max-length minus --max-new-tokens "
+                                  f"({max_prompt_tokens} tokens)")
                 else:
                     prompts[i] = prompt
         order = sorted(prompts, key=lambda i: len(prompts[i]))
@@ -176,12 +182,15 @@ def regenerate(model, tokenizer, conversations: list[Conversation], template: st
                 text = tokenizer.decode(reply, skip_special_tokens=True).strip()
                 if not text:
                     alive[i] = False
+                    reasons[i] = "whose answer by the base model was empty"
                     continue
                 histories[i] += [users[i][turn], {"role": "assistant", "content": text}]
                 last[i] = answer
     answered, samples = [], []
-    for conversation, history, answer in zip(conversations, histories, last):
+    for conversation, history, answer, reason in zip(conversations, histories, last, reasons):
         if answer is None:
+            if skipped is not None:
+                skipped[reason] = skipped.get(reason, 0) + 1
             continue
         answered.append(Conversation(conversation.id, history))
         sample = {"input_ids": torch.tensor(answer.tokens),

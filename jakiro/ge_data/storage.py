@@ -53,7 +53,8 @@ class Shard:
     offsets: torch.Tensor
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        """Conversations in the shard (a shard with none holds one empty placeholder, not counted)."""
+        return int((self.offsets[1:] > self.offsets[:-1]).sum())
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -89,28 +89,33 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
     tokens, generated, begin = 0, 0, time.perf_counter()
     for index in todo:
         batch = shard_conversations(plan, conversations, index)
+        skipped: dict[str, int] = {}
         if plan["regenerate"]:  # features come from the generating passes themselves
             generator = torch.Generator().manual_seed(plan["seed"] * 1_000_003 + index)
             answered, samples = regenerate(model, tokenizer, batch, plan["chat_template"], stop_ids,
                                            plan["max_new_tokens"], plan["max_length"] - plan["max_new_tokens"] - 1,
                                            plan["batch_size"], plan["max_turns"], plan["temperature"],
-                                           plan["save_layers"], generator)
+                                           plan["save_layers"], generator, skipped)
             samples = [{k: v[:plan["max_length"]] for k, v in s.items()} for s in samples]
             write_jsonl_atomic(outdir / TEXT_DIR / shard_name(index).replace(".safetensors", ".jsonl"),
                                [to_sharegpt(c) for c in answered])
             generated += sum(int(s["loss_mask"].sum()) for s in samples)
         else:
+            replied = [c for c in batch if c.has_reply]
+            if len(replied) < len(batch):
+                skipped["without an assistant reply (pass --regenerate to answer them)"] = len(batch) - len(replied)
             encoded = [encode_with_mask(tokenizer, c.messages, plan["chat_template"], stop_ids, plan["max_length"])
-                       for c in batch if c.has_reply]
-            encoded = [e for e in encoded if sum(e[1]) > 0]
+                       for c in replied]
             samples = extract_features(model, encoded, plan["save_layers"], plan["tokens_per_batch"]) if encoded else []
-        samples = [s for s in samples if int(s["loss_mask"].sum()) > 0]
-        if samples:
-            tokens += write_shard(outdir / shard_name(index), samples, {**metadata, "conversations": str(len(samples))})
+        kept = [s for s in samples if int(s["loss_mask"].sum()) > 0]
+        if len(kept) < len(samples):
+            skipped[f"with no assistant token within --max-length {plan['max_length']}"] = len(samples) - len(kept)
+        shard_metadata = {**metadata, "conversations": str(len(kept)), "skipped": json.dumps(skipped)}
+        if kept:
+            tokens += write_shard(outdir / shard_name(index), kept, shard_metadata)
         else:  # an empty shard is still a finished shard: record it so a rerun skips it
             write_shard(outdir / shard_name(index), [{"input_ids": torch.zeros(0, dtype=torch.int32),
-                                                      "loss_mask": torch.zeros(0, dtype=torch.uint8)}],
-                        {**metadata, "conversations": "0"})
+                                                      "loss_mask": torch.zeros(0, dtype=torch.uint8)}], shard_metadata)
         if on_shard is not None:
             on_shard()
         bar.update(len(shard_conversations(plan, conversations, index)))
