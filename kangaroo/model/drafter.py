@@ -69,6 +69,7 @@ class KangarooDrafter(Drafter):
         self.pending: torch.Tensor | None = None
         self._prompt_stream: torch.Tensor | None = None
         self._round: _Round | None = None
+        self.counts = {"rounds": 0, "drafted": 0, "nodes": 0}  # running totals, for cost measurements (sweep)
 
     # -- reporting -------------------------------------------------------------------------------
     @property
@@ -148,6 +149,9 @@ class KangarooDrafter(Drafter):
             level, drafted = (b, len(tokens)), drafted + 1
         tree = DraftTree(tokens=torch.tensor(tokens, device=device), parents=torch.tensor(parents, device=device))
         self._round = _Round(tree, torch.cat(streams, dim=1), start, chain, read=drafted)
+        self.counts["rounds"] += 1
+        self.counts["drafted"] += drafted
+        self.counts["nodes"] += len(tokens) - 1
         return tree
 
     def accept(self, accepted_ids: torch.Tensor, accepted_features: torch.Tensor) -> None:

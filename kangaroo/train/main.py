@@ -41,9 +41,11 @@ from .metrics import evaluate_adapter
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kangaroo.train.main", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="data folder written by jakiro.ge_data.allocation --save-layers L")
+    parser.add_argument("--data", required=True,
+                        help="data folder written by jakiro.ge_data.allocation --save-layers L")
     parser.add_argument("--base-model-path", default=DEFAULT_BASE_MODEL, help="HF model folder or alias")
-    parser.add_argument("--config", default=None, help="JSON with 'draft' and 'train' sections (kangaroo/train/configs/)")
+    parser.add_argument("--config", default=None,
+                        help="JSON with 'draft' and 'train' sections (kangaroo/train/configs/)")
     parser.add_argument("--out", required=True, help="output folder: checkpoints/, metrics.jsonl, head/")
     parser.add_argument("--resume", action="store_true", help="continue from the last saved epoch in --out")
     parser.add_argument("--exit-layer", type=int, default=None,
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the data must hold that layer")
     parser.add_argument("--threshold", type=float, default=None,
                         help="drafting default saved with the adapter: stop when the top probability is below it")
-    parser.add_argument("--steps", type=int, default=None, help="drafting default saved with the adapter: max drafts per round")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="drafting default saved with the adapter: max drafts per round")
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="score only the N most frequent tokens")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
@@ -60,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-len", type=int, default=None)
     parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N optimizer steps (smoke tests)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop each epoch after N optimizer steps (smoke tests)")
     parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
     return parser
 

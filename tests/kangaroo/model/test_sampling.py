@@ -25,7 +25,8 @@ def small_vocab_base():
 
 
 @pytest.mark.parametrize("tree_levels,setting", CASES,
-                         ids=[("tree-" if t else "chain-") + "-".join(f"{k}={v}" for k, v in s.items()) for t, s in CASES])
+                         ids=[("tree-" if t else "chain-") + "-".join(f"{k}={v}" for k, v in s.items())
+                              for t, s in CASES])
 def test_eagenerate_sampling_is_lossless(small_vocab_base, tree_levels, setting):
     """The joint distribution of the first three new tokens matches the target's exactly: t1 comes from the
     prefill, t2 and t3 from the first round's verification (accepted drafts, a runner-up leaf, or the
