@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ea-model-path", default=None, help="Jakiro draft head (folder or alias): contender jakiro")
     parser.add_argument("--eagle-model-path", default=None,
                         help="EAGLE-2 baseline head (folder or alias): contender eagle2")
+    parser.add_argument("--star-model-path", default=None,
+                        help="Jakiro* head (folder or alias): contenders jakiro-star (static tree) and jakiro-star-dynamic")
     parser.add_argument("--head", action="append", default=[], metavar="NAME=PATH",
                         help="draft head of any contender that needs one (repeatable)")
     parser.add_argument("--contenders", default=None,
@@ -61,7 +63,18 @@ def parse_heads(args: argparse.Namespace) -> dict[str, str]:
         heads["jakiro"] = args.ea_model_path
     if args.eagle_model_path:
         heads["eagle2"] = args.eagle_model_path
+    if args.star_model_path:
+        heads["jakiro-star"] = args.star_model_path
     return heads
+
+
+def drafter_statistics(engines: dict) -> dict:
+    """What each speculative contender's drafter counted while answering in this process (e.g. how often
+    Jakiro*'s tree levels mixed both experts), keyed by contender; drafters that count nothing are left out."""
+    from .engines import SpeculativeEngine
+
+    return {name: stats for name, engine in engines.items()
+            if isinstance(engine, SpeculativeEngine) and (stats := engine.ea_model.drafter.statistics())}
 
 
 def choose_reference(requested: str | None, names: list[str]) -> str:
@@ -103,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     reference = choose_reference(args.reference, [c.name for c in contenders])
     for contender in contenders:  # fail on a missing head before the base model is loaded
         if contender.needs_head:
-            resolve_head_path(heads[contender.name])
+            resolve_head_path(heads[contender.head_name])
     label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
     base, tokenizer = load_base_model(args.base_model_path, torch_dtype=args.dtype,
                                       device_map=device_map_for(args.device))
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     metas = {}
     for name, engine in engines.items():
         settings = {**common, **engine.settings()}
-        extra = {"head": heads.get(name), "budget_timings": budget_timings} \
+        extra = {"head": heads.get(CONTENDERS[name].head_name), "budget_timings": budget_timings} \
             if isinstance(engine, SpeculativeEngine) else {}
         metas[name] = run_meta("compare", engine.device, settings, model_id=name, **extra)
     done = None
@@ -129,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     if todo and args.warmup > 0:
         for engine in engines.values():
             warm_up(engine, tokenizer, todo[0], plan, args.warmup)
+    for engine in engines.values():  # drafter statistics (e.g. Jakiro*'s expert mixing) cover the timed answers only
+        if isinstance(engine, SpeculativeEngine):
+            engine.ea_model.drafter.reset_statistics()
     for question in tqdm(todo, desc="compare", unit="question", disable=args.no_progress):
         for name, engine in engines.items():  # interleaved: every contender on this question, in order
             choice = answer_question(engine, tokenizer, question, plan)
@@ -139,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     run_info = run_meta("compare", next(iter(engines.values())).device, common,
                         base_model_name=model_name(args.base_model_path), bench=label,
                         total_token=total_token, budget_timings=budget_timings, depth=args.depth,
-                        top_k_tree=args.top_k_tree, heads=heads)
+                        top_k_tree=args.top_k_tree, heads=heads, drafter_statistics=drafter_statistics(engines))
     report = build_report(contenders, files, [q.question_id for q in questions], reference, run_info,
                           greedy=plan.sampling.greedy, cycle_reference=CYCLE_REFERENCE)
     written = write_outputs(report, out, figures=not args.no_figures)

@@ -28,18 +28,22 @@ class Workbench:
     top_k_tree: int
     heads: dict[str, str] = field(default_factory=dict)
 
-    def speculative(self, name: str, method: str | None = None) -> SpeculativeEngine:
-        """An `EaModel` on the shared base with the head given for contender ``name``."""
+    def speculative(self, name: str, method: str | None = None, head: str | None = None,
+                    **drafter_options) -> SpeculativeEngine:
+        """An `EaModel` on the shared base with the head given for contender ``name`` (or for ``head``, when
+        several contenders share one head, e.g. Jakiro* with its static and its dynamic tree)."""
         from ..model.ea_model import EaModel
 
-        check_head_given(name, self.heads)
-        ea = EaModel.from_base_and_head(self.base, self.tokenizer, self.heads[name], total_token=self.total_token,
+        key = head or name
+        check_head_given(key, self.heads)
+        ea = EaModel.from_base_and_head(self.base, self.tokenizer, self.heads[key], total_token=self.total_token,
                                         depth=self.depth, top_k=self.top_k_tree, expect_method=method,
-                                        role=f"contender {name!r}")
+                                        role=f"contender {name!r}", **drafter_options)
         return SpeculativeEngine(ea, name)
 
 
-HEAD_OPTIONS = {"jakiro": "--ea-model-path PATH", "eagle2": "--eagle-model-path PATH"}
+HEAD_OPTIONS = {"jakiro": "--ea-model-path PATH", "eagle2": "--eagle-model-path PATH",
+                "jakiro-star": "--star-model-path PATH"}
 
 
 def check_head_given(name: str, heads: dict[str, str]) -> None:
@@ -54,6 +58,11 @@ class Contender:
     label: str
     build: Callable[[Workbench], Engine]
     needs_head: bool = False
+    head: str | None = None  # the --head NAME it reads, when not its own name
+
+    @property
+    def head_name(self) -> str:
+        return self.head or self.name
 
 
 CONTENDERS: dict[str, Contender] = {c.name: c for c in (
@@ -63,13 +72,18 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("eagle2", "EAGLE-2 head", lambda w: w.speculative("eagle2", "eagle2"), needs_head=True),
     Contender("jakiro", "Jakiro", lambda w: w.speculative("jakiro", "jakiro"), needs_head=True),
     Contender("kangaroo", "Kangaroo", lambda w: w.speculative("kangaroo", "kangaroo"), needs_head=True),
+    Contender("jakiro-star", "Jakiro* (static tree)",
+              lambda w: w.speculative("jakiro-star", "jakiro_star", tree="static"), needs_head=True),
+    Contender("jakiro-star-dynamic", "Jakiro* (dynamic tree)",
+              lambda w: w.speculative("jakiro-star-dynamic", "jakiro_star", head="jakiro-star", tree="dynamic"),
+              needs_head=True, head="jakiro-star"),
 )}
 
 
 def select_contenders(names: str | None, heads: dict[str, str]) -> list[Contender]:
     """Contenders by comma-separated names; by default every one that needs no head or has one given."""
     if names is None:
-        return [c for c in CONTENDERS.values() if not c.needs_head or heads.get(c.name)]
+        return [c for c in CONTENDERS.values() if not c.needs_head or heads.get(c.head_name)]
     chosen = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name not in CONTENDERS:
@@ -81,5 +95,5 @@ def select_contenders(names: str | None, heads: dict[str, str]) -> list[Contende
         raise ConfigError("--contenders names no contender")
     for contender in chosen:
         if contender.needs_head:
-            check_head_given(contender.name, heads)
+            check_head_given(contender.head_name, heads)
     return chosen

@@ -49,6 +49,13 @@ class Drafter(ABC):
         """Method-specific drafting settings recorded with results (e.g. Kangaroo's threshold and steps)."""
         return {}
 
+    def statistics(self) -> dict:
+        """What the drafter counted since `reset_statistics` (reported by evaluation, e.g. Jakiro*'s expert mixing)."""
+        return {}
+
+    def reset_statistics(self) -> None:
+        """Start counting afresh (e.g. after warm-up)."""
+
     @property
     def max_tree_tokens(self) -> int | None:
         """The most nodes (root included) one proposed tree can have, where it differs from the model's

@@ -190,6 +190,24 @@ class JakiroStarDrafter(Drafter):
         return min(self.depth + 1, self.total_token - 1)
 
     @property
+    def max_tree_tokens(self) -> int | None:
+        """A static tree may be smaller than ``total_token``; the KV cache reserves only its own size."""
+        return len(self.shape) if self.shape is not None else None
+
+    def settings(self) -> dict:
+        """Recorded with results (and compared when an answer file is resumed)."""
+        if self.shape is None:
+            return {"tree": "dynamic"}
+        return {"tree": "static", "static_tree_nodes": len(self.shape), "static_tree_depth": self.shape.max_depth}
+
+    def statistics(self) -> dict:
+        """How much the drafted trees mixed experts since the last `reset_statistics`."""
+        return {"decoupling": self.decoupling.as_dict()}
+
+    def reset_statistics(self) -> None:
+        self.decoupling = DecouplingStats()
+
+    @property
     def tree_entries(self) -> int:
         """Draft-cache entries one proposal appends behind the stable prefix."""
         if self.shape is not None:
