@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark at both temperatures: HF generate, the plain loop, HF prompt lookup, and the
-# EAGLE-2 / Jakiro heads that are given, interleaved per question; then figures over both runs.
+# EAGLE-2 / Jakiro / Jakiro* heads that are given (a Jakiro* head runs as two contenders: static and dynamic
+# tree), interleaved per question; then figures over both runs.
 #
 # usage: eval_metric/compare_all.sh --base-model PATH --out-dir DIR [--ea-model PATH] [--eagle-model PATH]
-#            [--bench mt_bench] [--temperatures "0.0 1.0"]
+#            [--star-model PATH] [--bench mt_bench] [--temperatures "0.0 1.0"]
 #            [-- EXTRA ARGS for compare, e.g. --total-token -1 --max-new-token 256 --contenders hf,naive,jakiro]
 #
 # Writes DIR/compare-BENCH-temperature-T/{compare.json,compare.md,answers/,figs/} and DIR/figs/*.png.
@@ -12,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
 
-base="" out="" head="" eagle="" bench="mt_bench" temps="0.0 1.0"
+base="" out="" head="" eagle="" star="" bench="mt_bench" temps="0.0 1.0"
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -20,6 +21,7 @@ while [[ $# -gt 0 ]]; do
     --out-dir) out="$2"; shift 2 ;;
     --ea-model) head="$2"; shift 2 ;;
     --eagle-model) eagle="$2"; shift 2 ;;
+    --star-model) star="$2"; shift 2 ;;
     --bench) bench="$2"; shift 2 ;;
     --temperatures) temps="$2"; shift 2 ;;
     -h|--help) usage_from_header "$0"; exit 0 ;;
@@ -36,6 +38,7 @@ tag="$(bench_tag "$bench")"
 heads=()
 [[ -n "$head" ]] && heads+=(--ea-model-path "$head")
 [[ -n "$eagle" ]] && heads+=(--eagle-model-path "$eagle")
+[[ -n "$star" ]] && heads+=(--star-model-path "$star")
 
 reports=()
 for t in $temps; do

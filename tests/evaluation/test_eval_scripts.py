@@ -62,12 +62,13 @@ def test_eval_method_runs_both_temperatures_then_speed_and_plot(stub_python, tmp
 def test_compare_all_passes_heads_and_temperatures(stub_python, tmp_path):
     stub, log = stub_python
     result = run_script("compare_all.sh", ["--base-model", "smollm2-135m-instruct", "--ea-model",
-                                           "jakiro-smollm2-135m-instruct", "--out-dir", "res", "--temperatures", "0.0",
-                                           "--", "--total-token", "-1"], stub, tmp_path)
+                                           "jakiro-smollm2-135m-instruct", "--star-model", "star-head", "--out-dir",
+                                           "res", "--temperatures", "0.0", "--", "--total-token", "-1"], stub, tmp_path)
     assert result.returncode == 0, result.stderr
     compare_call, plot_call = calls(log)
     assert compare_call[1] == "jakiro.evaluation.compare" and "--eagle-model-path" not in compare_call
     assert option(compare_call, "--ea-model-path") == "jakiro-smollm2-135m-instruct"
+    assert option(compare_call, "--star-model-path") == "star-head"
     assert option(compare_call, "--output-dir") == "res/compare-mt_bench-temperature-0.0"
     assert compare_call[-2:] == ["--total-token", "-1"]
     assert plot_call[2] == "res/compare-mt_bench-temperature-0.0/compare.json"
