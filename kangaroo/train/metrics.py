@@ -17,6 +17,8 @@ distribution ``softmax(lm_head(f_t))`` and q the adapter's (zero outside a reduc
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from ..model.early_exit import draft_more
@@ -45,16 +47,36 @@ def replay_rounds(matches: list[bool], confidences: list[float], threshold: floa
     return rounds, produced, drafted_total
 
 
+@dataclass
+class HoldoutScores:
+    """Per-position results of an adapter on held-out answers: sums, and per answer span the top-1 matches
+    and top probabilities that greedy rounds are replayed from (for any threshold and steps)."""
+
+    positions: float = 0.0
+    cross_entropy: float = 0.0
+    acceptance: float = 0.0
+    top1: float = 0.0
+    spans: list[tuple[list[bool], list[float]]] = field(default_factory=list)
+
+    def replay(self, threshold: float, steps: int) -> dict:
+        """Replayed greedy rounds: tokens per round (τ) and drafted tokens per round."""
+        rounds = produced = drafted = 0
+        for matches, confidences in self.spans:
+            r, n, d = replay_rounds(matches, confidences, threshold, steps)
+            rounds, produced, drafted = rounds + r, produced + n, drafted + d
+        return {"simulated_tau": produced / rounds if rounds else None,
+                "simulated_drafted": drafted / rounds if rounds else None}
+
+
 @torch.no_grad()
-def evaluate_adapter(model, samples: list[dict[str, torch.Tensor]], exit_layer: int, threshold: float, steps: int,
-                     device: torch.device) -> dict:
-    """Loss-free quality numbers of ``model`` on held-out samples (see the module docstring)."""
+def score_adapter(model, samples: list[dict[str, torch.Tensor]], exit_layer: int,
+                  device: torch.device) -> HoldoutScores:
+    """Run ``model`` over held-out samples once (see the module docstring for what is measured)."""
     was_training = model.training
     model.eval()
     key = layer_key(exit_layer)
-    full_head = model.full_head_weight.float()
-    acceptance = top1 = positions = cross_entropy = 0.0
-    rounds = produced = drafted = 0
+    full_head, head = model.full_head_weight.float(), model.head_weight.float()
+    scores = HoldoutScores()
     for sample in samples:
         weight = sample["loss_mask"][1:].to(device)
         shallow, features = sample[key][None].to(device), sample["hidden_state"][:-1].to(device)
@@ -63,29 +85,34 @@ def evaluate_adapter(model, samples: list[dict[str, torch.Tensor]], exit_layer: 
             continue
         predicted = model(shallow)[0, :-1][selected].float()
         p = torch.softmax(features[selected].float() @ full_head.T, dim=-1)
-        log_q = torch.log_softmax(predicted @ model.head_weight.float().T, dim=-1)
+        log_q = torch.log_softmax(predicted @ head.T, dim=-1)
         q_draft = log_q.exp()
-        teacher = torch.softmax(features[selected].float() @ model.head_weight.float().T, dim=-1)
-        cross_entropy -= float((teacher * log_q).sum())
+        teacher = torch.softmax(features[selected].float() @ head.T, dim=-1)
+        scores.cross_entropy -= float((teacher * log_q).sum())
         q = q_draft if model.d2t is None else torch.zeros_like(p).index_copy_(1, model.d2t.to(device), q_draft)
-        acceptance += float(torch.minimum(p, q).sum(-1).sum())
+        scores.acceptance += float(torch.minimum(p, q).sum(-1).sum())
         confidence, best = q_draft.max(-1)
         matches = model.to_target_ids(best) == p.argmax(-1)
-        top1 += float(matches.float().sum())
-        positions += float(selected.sum())
-        # replay over each contiguous assistant span (a round never crosses into a user turn)
-        for span in _spans(selected):
-            r, n, d = replay_rounds(matches[span].tolist(), confidence[span].tolist(), threshold, steps)
-            rounds, produced, drafted = rounds + r, produced + n, drafted + d
+        scores.top1 += float(matches.float().sum())
+        scores.positions += float(selected.sum())
+        # one span per contiguous assistant part: a round never crosses into a user turn
+        scores.spans += [(matches[span].tolist(), confidence[span].tolist()) for span in _spans(selected)]
     if was_training:
         model.train()
+    return scores
+
+
+def evaluate_adapter(model, samples: list[dict[str, torch.Tensor]], exit_layer: int, threshold: float, steps: int,
+                     device: torch.device) -> dict:
+    """The per-epoch held-out numbers of training (see the module docstring)."""
+    scores = score_adapter(model, samples, exit_layer, device)
+    n = scores.positions
     return {
-        "loss": cross_entropy / positions if positions else None,
-        "expected_acceptance": acceptance / positions if positions else None,
-        "top1": top1 / positions if positions else None,
-        "simulated_tau": produced / rounds if rounds else None,
-        "simulated_drafted": drafted / rounds if rounds else None,
-        "positions": int(positions),
+        "loss": scores.cross_entropy / n if n else None,
+        "expected_acceptance": scores.acceptance / n if n else None,
+        "top1": scores.top1 / n if n else None,
+        **scores.replay(threshold, steps),
+        "positions": int(n),
     }
 
 
