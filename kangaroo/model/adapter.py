@@ -33,6 +33,9 @@ class KangarooAdapter(nn.Module):
 
     def __init__(self, config: KangarooConfig):
         super().__init__()
+        if not isinstance(config, KangarooConfig):
+            raise ConfigError("a Kangaroo adapter needs a KangarooConfig (it has an exit layer): build one with "
+                              "kangaroo.model.adapter.new_adapter(base_model, exit_layer=...)")
         self.config = config
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = DraftAttention(config)

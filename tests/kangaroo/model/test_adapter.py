@@ -124,3 +124,8 @@ def test_broken_exports_are_one_line_errors(base, adapter_folder, tmp_path, prob
 def test_bad_config_options(base, options, fragment):
     with pytest.raises(ConfigError, match=fragment):
         KangarooConfig.from_base_config(base.config, **options)
+
+
+def test_a_draft_head_config_is_not_an_adapter_config(base):
+    with pytest.raises(ConfigError, match="new_adapter"):
+        EaModel.from_base_model(base, method="kangaroo")
