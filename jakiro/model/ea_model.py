@@ -34,9 +34,12 @@ class EaModel(nn.Module):
     """Base model + draft head. ``total_token`` counts the root; ``-1`` picks it by timing this device."""
 
     def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
-                 depth: int = 5, top_k: int = 10, **drafter_options):
+                 depth: int = 5, top_k: int = 10, fast_verify: bool | None = None, **drafter_options):
         """``drafter_options`` go to the head's method's drafter (Jakiro: ``cepd``, ``legacy_cepd_alignment``;
-        Jakiro*: ``tree``, ``tree_choices``); None means the method's default."""
+        Jakiro*: ``tree``, ``tree_choices``); None means the method's default.
+
+        ``fast_verify`` (None = where supported: fp32 on a CPU with MKL) verifies every tree padded to
+        the tree budget with weights packed once for that row count (`jakiro.model.fast_verify`)."""
         super().__init__()
         check_tree_options(total_token=total_token, depth=depth, top_k=top_k)
         self.base_model = base_model
@@ -50,6 +53,12 @@ class EaModel(nn.Module):
         self.total_token = total_token
         self._target = TargetRunner(base_model)
         self.drafter = self.make_drafter()
+        self.fast_verify = False
+        if fast_verify is not False:
+            self.fast_verify = self._target.use_fast_verify(self.drafter.max_tree_tokens or self.total_token)
+            if fast_verify and not self.fast_verify:
+                raise ConfigError("fast_verify=True needs an fp32 model on CPU and a torch build with MKL: "
+                                  "pass fast_verify=None (use it where supported) or False")
         self.stop_ids = stop_token_ids(base_model)
         self._plain = PlainDecoder(base_model, self.stop_ids, self._target)
         self.last_stats = GenerationStats()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .fast_verify import FastVerify, fast_verify_supported
 from .kv_cache import TreeKVCache
 from .tree import DraftTree
 
@@ -30,8 +31,9 @@ class NodeLogits:
     Verification reads only the nodes along the path it walks (at most depth + 1 of them), so the
     output head, a large share of a small model's compute, runs on those rows instead of all N."""
 
-    def __init__(self, hidden: torch.Tensor, lm_head: nn.Module):
-        self.hidden, self.lm_head = hidden, lm_head
+    def __init__(self, hidden: torch.Tensor, lm_head: nn.Module, logits: torch.Tensor | None = None):
+        """``logits`` [>= N, V]: rows computed already (the fast forward's one packed product); else lazy."""
+        self.hidden, self.lm_head, self.logits = hidden, lm_head, logits
         self._rows: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -39,6 +41,8 @@ class NodeLogits:
 
     def __getitem__(self, node: int) -> torch.Tensor:
         node = int(node)
+        if self.logits is not None:
+            return self.logits[node]
         if node not in self._rows:
             self._rows[node] = self.lm_head(self.hidden[node])
         return self._rows[node]
@@ -50,6 +54,7 @@ class TargetRunner:
         self.decoder = model.get_decoder()
         self.lm_head = model.get_output_embeddings()
         self.cache: TreeKVCache | None = None
+        self.fast: FastVerify | None = None  # the padded, packed verification forward (`use_fast_verify`)
 
     @property
     def device(self) -> torch.device:
@@ -98,11 +103,33 @@ class TargetRunner:
     def verify(self, tree: DraftTree) -> tuple[NodeLogits, torch.Tensor]:
         """One forward over the tree; returns per-node logits (lazy, indexable by node) and features [N, H]."""
         start, size = self.length, len(tree)
+        if self.fast is not None and self.fast.fits(size, start, self.cache.capacity):
+            return self._verify_padded(tree, start)
         allowed = torch.cat((torch.ones(size, start, dtype=torch.bool, device=self.device),
                              tree.ancestor_mask.to(self.device)), dim=1)
         positions = (tree.depths.to(self.device) + start)[None]
         hidden = self._forward(tree.tokens.to(self.device)[None], positions, self._additive(allowed))[0]
         return NodeLogits(hidden, self.lm_head), hidden
+
+    def use_fast_verify(self, rows: int | None, eager_logits: bool | None = None) -> bool:
+        """Verify trees padded to ``rows`` nodes with MKL-packed weights (`fast_verify`); None turns it off.
+
+        Returns whether it is on: only fp32 CPU models on an MKL build of torch qualify. The weights are
+        packed on the first verification (about one more copy of them in memory)."""
+        self.fast = None
+        if rows is not None and rows >= 2 and fast_verify_supported(self.model):
+            self.fast = FastVerify(self.model, rows, eager_logits)
+        return self.fast is not None
+
+    def _verify_padded(self, tree: DraftTree, start: int) -> tuple[NodeLogits, torch.Tensor]:
+        """`verify` through the fast forward: ``fast.rows`` rows (padding after the tree), packed weights."""
+        fast, size = self.fast, len(tree)
+        fast.prepare()
+        tokens, positions, allowed = fast.inputs(tree, start, self.device)
+        with fast.linears.active():
+            hidden = self._forward(tokens, positions, self._additive(allowed))[0]
+            logits = self.lm_head(hidden) if fast.eager_logits else None
+        return NodeLogits(hidden[:size], self.lm_head, logits), hidden[:size]
 
     def commit(self, start: int, nodes: list[int]) -> None:
         """Keep the KV entries of the accepted tree nodes (root first) right after the prefix."""
