@@ -4,7 +4,8 @@ The prompts are the first user turns of the conversations training held out (the
 ``holdout_fraction`` of a data folder, the split `jakiro.train.main` uses), cut right before the first
 answer token, so the head never trained on them. For each tree size (nodes, root included) the head
 drafts for the base model through `EaModel` at temperature 0; τ = tokens per verification round, the
-bonus token included (Σ accepted lengths / rounds over all prompts, as `docs/evaluation.md` defines it).
+bonus token included (Σ tokens of every round / rounds over all prompts, as `docs/evaluation.md` defines
+it). Greedy answers must not depend on the tree, so the record also says whether they were identical.
 """
 
 from __future__ import annotations
@@ -58,18 +59,21 @@ def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tens
     from ..model.ea_model import EaModel
 
     device = base.get_output_embeddings().weight.device
-    result = {}
+    result, outputs = {}, []
     for size in tree_sizes:
         ea = EaModel.from_base_and_head(base, tokenizer, head, total_token=size, depth=depth, top_k=top_k)
-        lengths = []
+        lengths, new_tokens, answers = [], 0, []
         for prompt in prompts:
-            ea.eagenerate(prompt.to(device), temperature=0.0, max_new_tokens=max_new_tokens)
+            answers.append(ea.eagenerate(prompt.to(device), temperature=0.0, max_new_tokens=max_new_tokens).tolist())
             lengths += ea.last_stats.accept_lengths
+            new_tokens += ea.last_stats.new_tokens
+        outputs.append(answers)
         result[str(size)] = {"tau": sum(lengths) / max(len(lengths), 1), "rounds": len(lengths),
-                             "new_tokens": sum(lengths)}
+                             "tokens_in_rounds": sum(lengths), "new_tokens": new_tokens}
     return {"tau_by_tree_size": {size: value["tau"] for size, value in result.items()}, "tau_details": result,
             "tau_settings": {"depth": depth, "top_k": top_k, "temperature": 0.0, "prompts": len(prompts),
-                             "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations"}}
+                             "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations"},
+            "same_output_for_every_tree_size": all(answers == outputs[0] for answers in outputs)}
 
 
 def measure_run(head: str | Path, data: str | Path, base_model_path: str, run: str | Path | None,

@@ -186,8 +186,11 @@ def test_tau_by_tree_size_after_training_and_in_the_card(tiny_data, tiny_base_di
     assert set(tau["tau_by_tree_size"]) == {"4", "8"}
     for size, details in tau["tau_details"].items():
         assert 1.0 <= details["tau"] <= 7.0 and details["rounds"] >= 1
-        assert details["tau"] == pytest.approx(details["new_tokens"] / details["rounds"])
+        assert details["tau"] == pytest.approx(details["tokens_in_rounds"] / details["rounds"])
         assert tau["tau_by_tree_size"][size] == details["tau"]
+        # the prefill makes each prompt's first token; rounds may make a few past the stop
+        assert details["tokens_in_rounds"] + 2 >= details["new_tokens"] == tau["tau_details"]["4"]["new_tokens"]
+    assert tau["same_output_for_every_tree_size"] is True
     assert tau["tau_settings"]["prompts"] == 2 and tau["tau_settings"]["depth"] == 5
     write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data)])
     card = (out / "head" / "README.md").read_text()
