@@ -36,6 +36,8 @@ class MethodSpec:
     * ``head_init``: ``init(head)`` for a freshly built head (training from scratch, tests).
     * ``training_loss``: ``loss(model, batch, train_config, noise_generator, head_weight, contrastive)
       -> (total, parts)`` with ``parts["mix"]`` the branch whose top-1 the training loop reports.
+    * ``config_class``: the head's configuration (``from_base_config(base_config, **options)``, ``load``);
+      `DraftConfig` for the EAGLE-style heads, Kangaroo's own (it has an exit layer).
     """
 
     name: str
@@ -44,6 +46,7 @@ class MethodSpec:
     head_init: str = "jakiro.model.cnets:init_weights"
     training_loss: str | None = "jakiro.train.losses:draft_loss"
     label: str = ""
+    config_class: str = "jakiro.model.configs:DraftConfig"
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
@@ -55,7 +58,8 @@ METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                "jakiro_star.model.drafter:make_star_drafter", training_loss="jakiro_star.train.losses:star_loss",
                label="Jakiro*"),
     MethodSpec("kangaroo", "kangaroo.model.adapter:KangarooAdapter", "kangaroo.model.drafter:make_kangaroo_drafter",
-               head_init="kangaroo.model.adapter:init_adapter", training_loss=None, label="Kangaroo"),
+               head_init="kangaroo.model.adapter:init_adapter", training_loss=None, label="Kangaroo",
+               config_class="kangaroo.model.config:KangarooConfig"),
 )}
 
 
@@ -108,6 +112,19 @@ def load_head(folder: str | os.PathLike, base_model: "nn.Module | None" = None,
     method = head_method(folder)
     check_method(method, expect_method, folder, role)
     return head_class(method).from_pretrained(folder, base_model=base_model)
+
+
+def head_config(base_config, options: dict) -> tuple[Any, dict]:
+    """Split ``options`` into a fresh head's configuration (for ``options["method"]``, default Jakiro/EAGLE-2)
+    and the rest, which are that method's drafter options."""
+    from dataclasses import fields
+
+    method = options.get("method")
+    config_class = _import(method_spec(method).config_class) if method is not None else _import(
+        MethodSpec.config_class)
+    names = {f.name for f in fields(config_class)}
+    config = config_class.from_base_config(base_config, **{k: v for k, v in options.items() if k in names})
+    return config, {k: v for k, v in options.items() if k not in names}
 
 
 def new_head(config, base_model: "nn.Module | None" = None) -> "nn.Module":

@@ -43,6 +43,9 @@ def make_oracle(ea_model, sharpness: float = 1.0, feature_weight: float = 0.0) -
     ``feature_weight`` > 0 lets the input features in too (``fc = [c*I, w*I]``), so wrong features would show.
     """
     head = ea_model.ea_layer
+    if head.config.method == "kangaroo":
+        make_kangaroo_oracle(ea_model, sharpness)
+        return
     hidden = head.config.hidden_size
     with torch.no_grad():
         scale = sharpness / head.embed_weight.pow(2).mean().sqrt()
@@ -57,6 +60,16 @@ def make_oracle(ea_model, sharpness: float = 1.0, feature_weight: float = 0.0) -
             output.weight.zero_()
             if output.bias is not None:
                 output.bias.zero_()
+
+
+def make_kangaroo_oracle(ea_model, sharpness: float = 1.0) -> None:
+    """The Kangaroo adapter's oracle: no attention output and the base's own final norm (times ``sharpness``),
+    so it predicts ``lm_head(norm(s))`` from the shallow stream ``s``: the base's next token wherever the deep
+    layers change little (a small ``context_mix``), exactly on a bigram base."""
+    adapter = ea_model.ea_layer
+    with torch.no_grad():
+        adapter.self_attn.o_proj.weight.zero_()
+        adapter.norm.weight.copy_(ea_model.base_model.get_decoder().norm.weight * sharpness)
 
 
 def random_prompt(seed: int, vocab: int, low: int = 1, high: int = 12) -> torch.Tensor:
@@ -123,6 +136,7 @@ METHOD_OPTIONS = {
     "eagle2": {"num_experts": 1},
     "jakiro_star": {"method": "jakiro_star"},                       # the original's static 26-node tree
     "jakiro_star-dynamic": {"method": "jakiro_star", "tree": "dynamic"},
+    "kangaroo": {"method": "kangaroo", "exit_layer": 1},              # the tiny bases have 2 layers
 }
 JAKIRO_DRAFTER_OPTIONS = ("cepd", "legacy_cepd_alignment")
 
@@ -130,9 +144,9 @@ JAKIRO_DRAFTER_OPTIONS = ("cepd", "legacy_cepd_alignment")
 def method_options(variant: str, **options) -> dict:
     """``options`` (tree sizes, Jakiro's drafter options) for the head of ``variant`` (a `METHOD_OPTIONS` key).
 
-    Jakiro's CEPD options mean nothing to a Jakiro* drafter and are dropped for it."""
+    Jakiro's CEPD options mean nothing to a Jakiro* or Kangaroo drafter and are dropped for them."""
     merged = {**options, **METHOD_OPTIONS[variant]}
-    if merged.get("method") == "jakiro_star":
+    if merged.get("method") in ("jakiro_star", "kangaroo"):
         merged = {k: v for k, v in merged.items() if k not in JAKIRO_DRAFTER_OPTIONS}
     return merged
 

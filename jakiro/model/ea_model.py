@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import fields
 
 import torch
 from torch import nn
@@ -12,7 +11,6 @@ from torch import nn
 from ..base_models import load_base_model
 from ..errors import ConfigError
 from .budget import choose_total_token
-from .configs import DraftConfig
 from .drafter import Drafter
 from .generation import (GenerationStats, PlainDecoder, check_prompt, check_tree_options, plan_capacity,
                          speculative_stream, vocab_size)
@@ -116,20 +114,19 @@ class EaModel(nn.Module):
                         top_k: int = 10, seed: int | None = None, **options) -> "EaModel":
         """Wrap a loaded base model with a randomly initialised head (tests, training from scratch).
 
-        ``options`` that are `DraftConfig` fields shape the head (``method="jakiro_star"``, ``num_experts=1``,
-        ...); the others are drafter options of its method (``cepd``, ``tree``, ...)."""
-        from ..methods import new_head
+        ``options`` that are fields of the method's head config shape the head (``method="jakiro_star"``,
+        ``num_experts=1``, ``method="kangaroo", exit_layer=2``, ...); the others are drafter options of its
+        method (``cepd``, ``tree``, ``threshold``, ...)."""
+        from ..methods import head_config, new_head
 
-        config_fields = {f.name for f in fields(DraftConfig)}
-        config = DraftConfig.from_base_config(base_model.config,
-                                              **{k: v for k, v in options.items() if k in config_fields})
+        config, drafter_options = head_config(base_model.config, options)
         if seed is not None:
             torch.manual_seed(seed)
         head = new_head(config, base_model)
         head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
         head.eval()
         return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k,
-                   **{k: v for k, v in options.items() if k not in config_fields})
+                   **drafter_options)
 
     def get_tokenizer(self):
         return self.tokenizer

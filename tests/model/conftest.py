@@ -9,5 +9,5 @@ from tests.utils import METHOD_OPTIONS
 
 @pytest.fixture(params=list(METHOD_OPTIONS))
 def draft_method(request) -> str:
-    """A draft-head variant: jakiro, eagle2, jakiro_star (static tree) or jakiro_star-dynamic."""
+    """A draft-head variant: jakiro, eagle2, jakiro_star (static tree), jakiro_star-dynamic or kangaroo."""
     return request.param

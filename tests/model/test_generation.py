@@ -26,7 +26,7 @@ def counted_ea(tiny_base, draft_method):
 def test_context_overflow_raises_before_work(counted_ea, method):
     ea, calls = counted_ea
     generate = getattr(ea, method)
-    tree = 20 if method == "eagenerate" else 1
+    tree = (ea.drafter.max_tree_tokens or 20) if method == "eagenerate" else 1  # Kangaroo reserves its own tree
     prompt = torch.randint(1, 96, (1, 200))
     with pytest.raises(ContextLengthError) as excinfo:
         generate(prompt, max_new_tokens=257 - 200 - tree)

@@ -126,6 +126,15 @@ def test_bad_config_options(base, options, fragment):
         KangarooConfig.from_base_config(base.config, **options)
 
 
-def test_a_draft_head_config_is_not_an_adapter_config(base):
+def test_fresh_adapter_through_from_base_model(base):
+    """`EaModel.from_base_model` builds a Kangaroo adapter from its own config class (the registry's)."""
+    from jakiro.model.configs import DraftConfig
+
+    ea = EaModel.from_base_model(base, seed=0, method="kangaroo", exit_layer=2, steps=3, threshold=0.0,
+                                 tree_levels=1)
+    assert isinstance(ea.ea_layer, KangarooAdapter) and ea.ea_layer.config.exit_layer == 2
+    assert (ea.drafter.steps, ea.drafter.threshold, ea.drafter.tree_levels) == (3, 0.0, 1)
+    prompt = random_prompt(4, base.config.vocab_size)
+    assert ea.eagenerate(prompt, max_new_tokens=12).tolist() == hf_greedy(base, prompt, 12).tolist()
     with pytest.raises(ConfigError, match="new_adapter"):
-        EaModel.from_base_model(base, method="kangaroo")
+        KangarooAdapter(DraftConfig.from_base_config(base.config))
