@@ -27,13 +27,17 @@ def records(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tiny_data, tiny_base_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("star") / "run"
-    star_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN])
+    star_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN,
+                    "--tau-prompts", "1", "--tau-max-new-tokens", "6", "--tau-tree-sizes", "4,60"])
     return out
 
 
 def test_train_export_load_and_stay_lossless(trained, tiny_base_dir):
     assert [r["epoch"] for r in records(trained)] == [0, 1]
     assert all(r["holdout_rollouts"] > 0 and r["train_top1"] >= 0 for r in records(trained))
+    tau = [r for r in map(json.loads, (trained / "metrics.jsonl").read_text().splitlines()) if "tau_by_tree_size" in r]
+    assert len(tau) == 1 and set(tau[0]["tau_by_tree_size"]) == {"4", "60"}  # measured with the Jakiro* drafter
+    assert tau[0]["same_output_for_every_tree_size"]
     config = json.loads((trained / "head" / "config.json").read_text())
     base, tokenizer = load_base_model(str(tiny_base_dir))
     assert config["method"] == "jakiro_star" and config["num_experts"] == 2 and not config["contrastive"]
