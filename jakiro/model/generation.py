@@ -30,6 +30,7 @@ class GenerationStats:
     prefill_time: float = 0.0
     draft_time: float = 0.0
     verify_time: float = 0.0
+    bookkeeping_time: float = 0.0  # the part of verify_time spent after the walk: KV commit, drafter update
     wall_time: float = 0.0
 
     @property
@@ -142,6 +143,7 @@ def speculative_stream(target: TargetRunner, drafter: Drafter, input_ids: torch.
         prefix = target.length
         logits, hidden = drafter.verify_forward(target, tree)
         verdict = verify(tree, logits, sampler)
+        walked = _now(device)
         target.commit(prefix, verdict.path)
         path = torch.tensor(verdict.path, device=device)
         accepted = tree.tokens.to(device)[path]
@@ -149,6 +151,7 @@ def speculative_stream(target: TargetRunner, drafter: Drafter, input_ids: torch.
         t2 = _now(device)
         stats.draft_time += t1 - t0
         stats.verify_time += t2 - t1
+        stats.bookkeeping_time += t2 - walked
         stats.rounds += 1
         new = accepted[1:].tolist() + [verdict.bonus_token]
         stats.accept_lengths.append(len(new))
