@@ -69,7 +69,7 @@ class KangarooDrafter(Drafter):
         self.pending: torch.Tensor | None = None
         self._prompt_stream: torch.Tensor | None = None
         self._round: _Round | None = None
-        self.counts = {"rounds": 0, "drafted": 0, "nodes": 0}  # running totals, for cost measurements (sweep)
+        self.reset_statistics()  # running totals of drafting work, for cost measurements (compare, sweep)
 
     # -- reporting -------------------------------------------------------------------------------
     @property
@@ -88,6 +88,17 @@ class KangarooDrafter(Drafter):
     def settings(self) -> dict:
         return {"threshold": self.threshold, "steps": self.steps, "exit_layer": self.exit_layer,
                 "tree_levels": self.tree_levels, "tree_width": self.tree_width}
+
+    def statistics(self) -> dict:
+        """Rounds, drafted (chain) tokens and verified tree nodes since `reset_statistics`, and per round."""
+        rounds = self.counts["rounds"]
+        if not rounds:
+            return {}
+        return {**self.counts, "drafted_per_round": self.counts["drafted"] / rounds,
+                "nodes_per_round": self.counts["nodes"] / rounds}
+
+    def reset_statistics(self) -> None:
+        self.counts = {"rounds": 0, "drafted": 0, "nodes": 0}
 
     # -- the target's forwards -------------------------------------------------------------------
     def prefill(self, target: TargetRunner, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -96,3 +96,5 @@ def test_compare_runs_the_kangaroo_contender(models, tmp_path):
     assert kangaroo["name"] == "kangaroo" and kangaroo["settings"]["threshold"] == 0.3
     assert kangaroo["overall"]["greedy_agreement"] == 1.0 and kangaroo["overall"]["tau"] >= 1.0
     assert "mt_bench" in kangaroo["categories"] and kangaroo["categories"]["mt_bench"]["cycle_cost"] is not None
+    statistics = report["meta"]["drafter_statistics"]["kangaroo"]  # the timed answers' drafting work
+    assert statistics["rounds"] == kangaroo["overall"]["rounds"] and 1 <= statistics["drafted_per_round"] <= 4
