@@ -90,15 +90,21 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
     for index in todo:
         batch = shard_conversations(plan, conversations, index)
         skipped: dict[str, int] = {}
-        if plan["regenerate"]:  # features come from the generating passes themselves
+        saved_text = outdir / TEXT_DIR / shard_name(index).replace(".safetensors", ".jsonl")
+        restoring = plan["regenerate"] and saved_text.is_file()
+        if restoring:  # answers kept from an earlier run (or restored from a copy): only their features are missing
+            restored = load_conversations(saved_text)[0]
+            if len(restored) < len(batch):
+                skipped["left unanswered when the answers were generated"] = len(batch) - len(restored)
+            batch = restored
+        if plan["regenerate"] and not restoring:  # features come from the generating passes themselves
             generator = torch.Generator().manual_seed(plan["seed"] * 1_000_003 + index)
             answered, samples = regenerate(model, tokenizer, batch, plan["chat_template"], stop_ids,
                                            plan["max_new_tokens"], plan["max_length"] - plan["max_new_tokens"] - 1,
                                            plan["batch_size"], plan["max_turns"], plan["temperature"],
                                            plan["save_layers"], generator, skipped)
             samples = [{k: v[:plan["max_length"]] for k, v in s.items()} for s in samples]
-            write_jsonl_atomic(outdir / TEXT_DIR / shard_name(index).replace(".safetensors", ".jsonl"),
-                               [to_sharegpt(c) for c in answered])
+            write_jsonl_atomic(saved_text, [to_sharegpt(c) for c in answered])
             generated += sum(int(s["loss_mask"].sum()) for s in samples)
         else:
             replied = [c for c in batch if c.has_reply]
@@ -121,7 +127,7 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
         bar.update(len(shard_conversations(plan, conversations, index)))
         elapsed = time.perf_counter() - begin
         postfix = {"tok_s": f"{tokens / elapsed:.0f}"}
-        if plan["regenerate"]:
+        if generated:
             postfix["answer_tok_s"] = f"{generated / elapsed:.0f}"
         bar.set_postfix(**postfix)
     bar.close()

@@ -58,3 +58,38 @@ def test_regenerated_text_is_saved_and_reloadable(data_file, tiny_base_dir, tmp_
     reloaded = [c for path in texts for c in load_conversations(path)[0]]
     assert len(reloaded) == manifest["conversations"]
     assert all(c.has_reply for c in reloaded)
+
+
+def test_a_shard_with_saved_answers_is_restored_from_its_text(data_file, tiny_base_dir, tmp_path):
+    """Only the answers are costly: a lost feature shard is rebuilt from the saved text, not regenerated."""
+    from safetensors.torch import load_file
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jakiro.ge_data.allocation import main
+    from jakiro.templates import encode_with_mask
+
+    out = tmp_path / "regen"
+    args = ["--data-path", str(data_file), "--base-model-path", str(tiny_base_dir), "--outdir", str(out),
+            "--shard-size", "2", "--regenerate", "--max-new-tokens", "6", "--max-turns", "2", "--temperature", "1"]
+    main(args)
+    shard = out / "shard_00000.safetensors"
+    original = load_file(str(shard))
+    shard.unlink()
+    text = out / "conversations" / "shard_00000.jsonl"
+    records = [json.loads(line) for line in text.read_text().splitlines()]
+    for record in records:  # edited answers prove the rerun reads the text instead of generating again
+        record["conversations"][1]["value"] = "the cat sat on the mat"
+    text.write_text("".join(json.dumps(r) + "\n" for r in records))
+    main(args)
+    restored = load_file(str(shard))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
+    saved = load_conversations(text)[0]
+    expected = [encode_with_mask(tokenizer, c.messages) for c in saved]
+    assert restored["input_ids"].tolist() == [t for ids, _ in expected for t in ids]
+    assert restored["loss_mask"].tolist() == [m for _, mask in expected for m in mask]
+    assert not torch.equal(restored["input_ids"], original["input_ids"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
+    with torch.no_grad():
+        first = model.get_decoder()(input_ids=torch.tensor([expected[0][0]])).last_hidden_state[0]
+    torch.testing.assert_close(restored["hidden_state"][:len(first)].float(), first, atol=0.02, rtol=0.02)
