@@ -131,3 +131,29 @@ class PackedLinears:
             return True
         self._stale = True  # the next `pack` repacks
         return False
+
+
+def onednn_packing_available() -> bool:
+    """True where this torch build has oneDNN's packed-weight linear ops (x86 CPU builds)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def onednn_product(weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """``x -> x @ weight.T + bias`` through a oneDNN-packed copy of ``weight`` (packed now, any row count).
+
+    For frozen bf16 weights on CPU: oneDNN's AMX kernels otherwise reorder the weight on every call,
+    which for the few rows of drafting costs more than the product. The result equals `F.linear`'s.
+    Autograd runs `F.linear` on the original weight."""
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or x.dtype != weight.dtype:
+            return torch.nn.functional.linear(x, weight, bias)
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+    return product

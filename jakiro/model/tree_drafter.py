@@ -14,6 +14,7 @@ import torch
 
 from ..errors import ConfigError
 from .cnets import JakiroDraftModel
+from .draft_precision import DraftCopy, resolve_draft_dtype
 from .drafter import Drafter
 from .kv_cache import PreallocatedLayer
 from .tree import CandidatePool, DraftTree
@@ -23,7 +24,10 @@ class TreeDrafter(Drafter):
     """Drafter for Jakiro (2 experts, CEPD) and the EAGLE-2 baseline head (1 expert, no CEPD)."""
 
     def __init__(self, model: JakiroDraftModel, total_token: int = 60, depth: int = 5, top_k: int = 10,
-                 cepd: bool | None = None, legacy_cepd_alignment: bool = False):
+                 cepd: bool | None = None, legacy_cepd_alignment: bool = False,
+                 draft_dtype: str | torch.dtype | None = None):
+        """``draft_dtype``: the dtype the head drafts in (None = its own; ``"auto"`` = bf16 on a CPU with
+        native bf16, see `draft_precision`); drafting in another dtype uses a converted copy of the head."""
         if depth < 1:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         if top_k < 1:
@@ -33,8 +37,12 @@ class TreeDrafter(Drafter):
         cepd = model.config.contrastive if cepd is None else cepd
         if cepd and not model.config.contrastive:
             raise ConfigError("CEPD needs a head with a contrastive branch: pass cepd=False for this head")
-        self.model, self.total_token, self.depth, self.top_k = model, total_token, depth, top_k
+        self.head, self.total_token, self.depth, self.top_k = model, total_token, depth, top_k
         self.cepd, self.legacy_cepd_alignment = cepd, legacy_cepd_alignment
+        self.draft_dtype = next(model.parameters()).dtype if draft_dtype is None else resolve_draft_dtype(model,
+                                                                                                         draft_dtype)
+        self._copy = DraftCopy(model, self.draft_dtype)
+        self.model = model
         self.cache: PreallocatedLayer | None = None
 
     @property
@@ -46,12 +54,13 @@ class TreeDrafter(Drafter):
         return min(self.depth + 1, self.total_token - 1)
 
     def start(self, input_ids: torch.Tensor, features: torch.Tensor, capacity: int) -> None:
+        self.model = self._copy.get()  # the head itself, or its copy in draft_dtype (rebuilt if the head changed)
         self.cache = PreallocatedLayer(capacity + self.depth * self.top_k + 1)
         self.stable = 0
-        self.pending_tokens, self.pending_features = input_ids[:, 1:], features
+        self.pending_tokens, self.pending_features = input_ids[:, 1:], features.to(self.draft_dtype)
 
     def accept(self, accepted_ids: torch.Tensor, accepted_features: torch.Tensor) -> None:
-        self.pending_tokens, self.pending_features = accepted_ids[:, 1:], accepted_features
+        self.pending_tokens, self.pending_features = accepted_ids[:, 1:], accepted_features.to(self.draft_dtype)
 
     def _mask(self, rows: int, tree_block: torch.Tensor | None) -> torch.Tensor:
         """Boolean attention mask [1,1,rows,stable+tree]: every verified position plus the tree block."""
@@ -117,12 +126,14 @@ class TreeDrafter(Drafter):
 
 
 def make_tree_drafter(ea_model) -> TreeDrafter:
-    """The registry's drafter for Jakiro and EAGLE-2 heads (options: ``cepd``, ``legacy_cepd_alignment``)."""
+    """The registry's drafter for Jakiro and EAGLE-2 heads (options: ``cepd``, ``legacy_cepd_alignment``,
+    ``draft_dtype`` (default ``"auto"``: bf16 on a CPU with native bf16))."""
     options = dict(ea_model.drafter_options)
-    unknown = set(options) - {"cepd", "legacy_cepd_alignment"}
+    unknown = set(options) - {"cepd", "legacy_cepd_alignment", "draft_dtype"}
     if unknown:
         method = ea_model.ea_layer.config.method
         raise ConfigError(f"unknown option(s) {sorted(unknown)} for a {method} head: "
-                          "it takes cepd and legacy_cepd_alignment")
+                          "it takes cepd, legacy_cepd_alignment and draft_dtype")
     return TreeDrafter(ea_model.ea_layer, ea_model.total_token, ea_model.depth, ea_model.top_k,
-                       options.get("cepd"), bool(options.get("legacy_cepd_alignment", False)))
+                       options.get("cepd"), bool(options.get("legacy_cepd_alignment", False)),
+                       options.get("draft_dtype", "auto"))

@@ -98,7 +98,7 @@ CASES = [
 @pytest.mark.parametrize("name,options,rounds,seed", CASES, ids=[c[0] for c in CASES])
 def test_pool_matches_path_recomputation(tiny_base, monkeypatch, name, options, rounds, seed):
     base = tiny_base("llama", logit_scale=8.0)  # peaked distributions: varied scores
-    ea = EaModel.from_base_model(base, seed=seed, **options)
+    ea = EaModel.from_base_model(base, seed=seed, draft_dtype="float32", **options)  # exact scores: the head's dtype
     head, drafter = ea.ea_layer, ea.drafter
     if head.d2t is not None:  # a non-trivial draft vocabulary: a random subset in random order
         head.d2t = torch.randperm(base.config.vocab_size, generator=torch.Generator().manual_seed(0))[: len(head.d2t)]
