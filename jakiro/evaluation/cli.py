@@ -38,7 +38,8 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
 def add_tree_args(parser: argparse.ArgumentParser, note: str = "") -> None:
     group = parser.add_argument_group("draft tree" + note)
     group.add_argument("--total-token", type=int, default=60,
-                       help="tree budget, root included; -1 = choose by timing this device")
+                       help="tree budget, root included; -1 = the budget maximising the head's tau per round "
+                            "cost timed on this device")
     group.add_argument("--depth", type=int, default=5, help="draft depth")
     group.add_argument("--top-k-tree", type=int, default=10, help="children expanded per tree node")
 

@@ -85,14 +85,23 @@ def choose_reference(requested: str | None, names: list[str]) -> str:
     return requested
 
 
-def resolve_budget(base, total_token: int) -> tuple[int, dict]:
-    """The tree budget: as given, or (``-1``) chosen once by timing this device, shared by all contenders."""
+def resolve_budget(base, total_token: int, tokenizer=None, head: str | None = None, depth: int = 5,
+                   top_k: int = 10) -> tuple[int, dict, dict | None]:
+    """The tree budget: as given, or (``-1``) chosen once and shared by all contenders: with ``head`` (the
+    first contender's draft head) the budget maximising its τ per round cost on this device, else the
+    prior τ curve against this device's costs. Returns the budget, the seconds per candidate forward and
+    the full choice record (None without a head)."""
     if total_token != -1:
-        return total_token, {}
-    from ..model.budget import choose_total_token
+        return total_token, {}, None
+    if head is None:
+        from ..model.budget import choose_total_token
 
-    chosen, timings = choose_total_token(base)
-    return chosen, {str(k): v for k, v in timings.items()}
+        chosen, timings = choose_total_token(base)
+        return chosen, {str(k): v for k, v in timings.items()}, None
+    from ..model.ea_model import EaModel
+
+    choice = EaModel.from_base_and_head(base, tokenizer, head, total_token=-1, depth=depth, top_k=top_k).budget_choice
+    return choice.total_token, {str(k): v for k, v in choice.timings.items()}, {"head": head, **choice.as_dict()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     files = {c.name: out / "answers" / f"{c.name}.jsonl" for c in contenders}
     recorded = next((r for r in map(recorded_budget, files.values()) if r), None) if args.total_token == -1 else None
-    total_token, budget_timings = recorded or resolve_budget(base, args.total_token)  # resuming keeps the budget
+    budget_choice = None
+    if recorded:  # resuming keeps the budget
+        total_token, budget_timings = recorded
+    else:
+        budget_head = next((heads[c.head_name] for c in contenders if c.needs_head), None)
+        total_token, budget_timings, budget_choice = resolve_budget(base, args.total_token, tokenizer, budget_head,
+                                                                    args.depth, args.top_k_tree)
     bench = Workbench(base, tokenizer, stop_token_ids(base), total_token, args.depth, args.top_k_tree, heads)
     engines = {c.name: c.build(bench) for c in contenders}
     common = {**sampling_settings(args), "dtype": dtype_name(base.dtype), "base_model": str(args.base_model_path),
@@ -131,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     metas = {}
     for name, engine in engines.items():
         settings = {**common, **engine.settings()}
-        extra = {"head": heads.get(CONTENDERS[name].head_name), "budget_timings": budget_timings} \
-            if isinstance(engine, SpeculativeEngine) else {}
+        extra = {"head": heads.get(CONTENDERS[name].head_name), "budget_timings": budget_timings,
+                 "budget_choice": budget_choice} if isinstance(engine, SpeculativeEngine) else {}
         metas[name] = run_meta("compare", engine.device, settings, model_id=name, **extra)
     done = None
     for name in engines:
@@ -154,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_info = run_meta("compare", next(iter(engines.values())).device, common,
                         base_model_name=model_name(args.base_model_path), bench=label,
-                        total_token=total_token, budget_timings=budget_timings, depth=args.depth,
+                        total_token=total_token, budget_timings=budget_timings, budget_choice=budget_choice,
+                        depth=args.depth,
                         top_k_tree=args.top_k_tree, heads=heads, drafter_statistics=drafter_statistics(engines))
     report = build_report(contenders, files, [q.question_id for q in questions], reference, run_info,
                           greedy=plan.sampling.greedy, cycle_reference=CYCLE_REFERENCE)

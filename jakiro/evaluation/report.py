@@ -62,7 +62,10 @@ def render_markdown(report: dict) -> str:
     settings = meta["settings"]
     budget = f"{meta['total_token']}"
     if meta.get("budget_timings"):
-        budget += f" (auto: chosen by timing {meta['device_name']})"
+        budget += f" (auto: chosen by timing {meta['device_name']}"
+        if meta.get("budget_choice"):
+            budget += f" against τ from the {meta['budget_choice']['tau_source']}"
+        budget += ")"
     lines = [
         f"# Side-by-side benchmark: {meta['base_model_name']} on {meta['bench']}",
         "",

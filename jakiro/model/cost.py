@@ -64,6 +64,11 @@ class CostTable:
     repeats: int
     entries: list[ForwardCost] = field(default_factory=list)
 
+    @property
+    def step_ms(self) -> float:
+        """The plain step (median over the entries' own measurements)."""
+        return statistics.median(e.step_ms for e in self.entries)
+
     def entry(self, rows: int) -> ForwardCost | None:
         return next((e for e in self.entries if e.rows == rows), None)
 
@@ -114,9 +119,11 @@ def _timed(device: torch.device, fn: Callable[[], None]) -> float:
 
 @torch.no_grad()
 def measure_forward_costs(model: nn.Module, sizes: Iterable[int], prefix: int = DEFAULT_PREFIX, repeats: int = 5,
-                          fast: bool = True, progress: Callable[[int], None] | None = None) -> CostTable:
-    """Measure every size (plain forward and, where supported and ``fast``, the fast forward), interleaved
-    with plain steps; ``progress(size)`` is called after each size."""
+                          fast: bool = True, plain: bool = True,
+                          progress: Callable[[int], None] | None = None) -> CostTable:
+    """Measure every size (the plain forward unless ``plain`` is False, and the fast forward where supported
+    and ``fast``), interleaved with plain steps; ``progress(size)`` is called after each size. Without the
+    plain forward its fields repeat the fast forward's."""
     sizes = sorted(set(int(s) for s in sizes))
     if not sizes or sizes[0] < 1:
         raise ValueError(f"tree sizes must be positive integers, got {sizes}")
@@ -128,9 +135,10 @@ def measure_forward_costs(model: nn.Module, sizes: Iterable[int], prefix: int = 
     for size in sizes:
         tree = sample_tree(size, model.config.vocab_size, seed=size)
         contenders: dict[str, Callable[[], None]] = {"step": bench.step, "row": lambda: head(hidden)}
-        if size > 1:
+        with_fast = size > 1 and bench.fast is not None
+        if size > 1 and (plain or not with_fast):
             contenders["verify"] = lambda: bench.verify(bench.plain, tree)
-        if size > 1 and bench.fast is not None:
+        if with_fast:
             bench.fast.use_fast_verify(size)
             contenders["fast"] = lambda: bench.verify(bench.fast, tree)
         times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -140,7 +148,7 @@ def measure_forward_costs(model: nn.Module, sizes: Iterable[int], prefix: int = 
                 if repeat:
                     times[name].append(elapsed)
         med = {name: statistics.median(values) for name, values in times.items()}
-        verify = med.get("verify", med["step"])
+        verify = med.get("verify", med.get("fast", med["step"]))
         entry = ForwardCost(size, med["step"], verify, verify / med["step"], med["row"])
         if "fast" in med:
             entry.fast_ms, entry.fast_steps = med["fast"], med["fast"] / med["step"]

@@ -10,11 +10,12 @@ from torch import nn
 
 from ..base_models import load_base_model
 from ..errors import ConfigError
-from .budget import choose_total_token
+from .budget import CANDIDATE_BUDGETS, BudgetChoice, choose_budget, head_tau_curve
 from .drafter import Drafter
 from .generation import (GenerationStats, PlainDecoder, check_prompt, check_tree_options, plan_capacity,
                          speculative_stream, vocab_size)
 from .sampling import SamplingConfig, TokenSampler
+from .fast_verify import fast_verify_supported
 from .target import TargetRunner
 
 
@@ -29,7 +30,8 @@ def stop_token_ids(model: nn.Module) -> set[int]:
 
 
 class EaModel(nn.Module):
-    """Base model + draft head. ``total_token`` counts the root; ``-1`` picks it by timing this device."""
+    """Base model + draft head. ``total_token`` counts the root; ``-1`` picks the budget that maximises this
+    head's τ per round cost on this device (`jakiro.model.budget`; the choice is in ``budget_choice``)."""
 
     def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
                  depth: int = 5, top_k: int = 10, fast_verify: bool | None = None, **drafter_options):
@@ -45,19 +47,22 @@ class EaModel(nn.Module):
         self.tokenizer = tokenizer
         self.depth, self.top_k = depth, top_k
         self.drafter_options = {k: v for k, v in drafter_options.items() if v is not None}
+        self.fast_verify = fast_verify is not False and fast_verify_supported(base_model)
+        if fast_verify and not self.fast_verify:
+            raise ConfigError("fast_verify=True needs an fp32 model on CPU and a torch build with MKL: "
+                              "pass fast_verify=None (use it where supported) or False")
         self.budget_timings: dict[int, float] = {}
-        if total_token == -1:
-            total_token, self.budget_timings = choose_total_token(base_model)
-        self.total_token = total_token
-        self._target = TargetRunner(base_model)
-        self.drafter = self.make_drafter()
-        self.fast_verify = False
-        if fast_verify is not False:
-            self.fast_verify = self._target.use_fast_verify(self.drafter.max_tree_tokens or self.total_token)
-            if fast_verify and not self.fast_verify:
-                raise ConfigError("fast_verify=True needs an fp32 model on CPU and a torch build with MKL: "
-                                  "pass fast_verify=None (use it where supported) or False")
+        self.budget_choice: BudgetChoice | None = None  # what total_token=-1 chose from (τ and costs by budget)
         self.stop_ids = stop_token_ids(base_model)
+        self._target = TargetRunner(base_model)
+        self.total_token = max(CANDIDATE_BUDGETS) if total_token == -1 else total_token
+        self.drafter = self.make_drafter()
+        if total_token == -1:  # measure this head's acceptance and this device's costs, then rebuild the drafter
+            self.budget_choice = choose_budget(self, tau_curve=head_tau_curve(getattr(ea_layer, "source_folder", None)))
+            self.total_token, self.budget_timings = self.budget_choice.total_token, self.budget_choice.timings
+            self.drafter = self.make_drafter()
+        if self.fast_verify:
+            self._target.use_fast_verify(self.drafter.max_tree_tokens or self.total_token)
         self._plain = PlainDecoder(base_model, self.stop_ids, self._target)
         self.last_stats = GenerationStats()
 
@@ -105,6 +110,7 @@ class EaModel(nn.Module):
         folder = resolve_head_path(ea_model_path)
         check_method(head_method(folder), expect_method, ea_model_path, role)  # before any weights are read
         head = load_head(folder, base_model=base_model)
+        head.source_folder = folder  # where total_token=-1 looks for the head's measured τ by tree size
         head.to(device=base_model.get_output_embeddings().weight.device, dtype=base_model.dtype)
         head.eval()
         return cls(base_model, head, tokenizer, total_token=total_token, depth=depth, top_k=top_k, **options)

@@ -24,6 +24,7 @@ class DraftTree:
 
     tokens: torch.Tensor
     parents: torch.Tensor
+    scores: torch.Tensor | None = None  # [N] cumulative draft log-probs (root +inf) where the drafter scored nodes
     depths: torch.Tensor = field(init=False)
     ancestor_mask: torch.Tensor = field(init=False)
 
@@ -56,6 +57,15 @@ class DraftTree:
     @property
     def max_depth(self) -> int:
         return int(self.depths.max())
+
+    def budget_subset(self, budget: int) -> torch.Tensor:
+        """Nodes of the tree a budget of ``budget`` nodes (root included) would have drafted: the root and the
+        ``budget - 1`` best-scored others (a stable sort, as `CandidatePool.select` ranks the pool, so a
+        smaller budget's tree is exactly this subset). Needs ``scores``."""
+        if self.scores is None:
+            raise ValueError("this tree has no draft scores: its drafter does not rank candidates")
+        order = torch.sort(self.scores[1:], descending=True, stable=True).indices[: max(budget - 1, 0)] + 1
+        return torch.cat((torch.zeros(1, dtype=torch.long, device=order.device), order))
 
     def retrieve_indices(self) -> torch.Tensor:
         """Root-to-leaf paths [R, max_depth+1], right-padded with -1 (EAGLE's layout)."""
@@ -99,4 +109,5 @@ class CandidatePool:
             raise RuntimeError("draft tree selection is disconnected (a child outscored its parent)")
         root = torch.tensor([self.root_token], dtype=tokens.dtype, device=tokens.device)
         return DraftTree(tokens=torch.cat((root, tokens[chosen])),
-                         parents=torch.cat((torch.tensor([-1], device=tokens.device), tree_parents)))
+                         parents=torch.cat((torch.tensor([-1], device=tokens.device), tree_parents)),
+                         scores=torch.cat((torch.tensor([float("inf")], device=tokens.device), scores[chosen])))
