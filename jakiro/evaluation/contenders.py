@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..errors import ConfigError
-from .engines import PROMPT_LOOKUP_TOKENS, Engine, HFGenerateEngine, PlainEngine, SpeculativeEngine
+from .engines import (PROMPT_LOOKUP_TOKENS, Engine, HFCompiledEngine, HFGenerateEngine, PlainEngine,
+                      SpeculativeEngine)
 
 
 @dataclass
@@ -69,6 +70,7 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in (
     Contender("hf", "HF generate", lambda w: HFGenerateEngine(w.base, w.stop_ids)),
     Contender("naive", "plain loop", lambda w: PlainEngine(w.base, w.stop_ids)),
     Contender("hf-pld", "HF prompt lookup", lambda w: HFGenerateEngine(w.base, w.stop_ids, PROMPT_LOOKUP_TOKENS)),
+    Contender("hf-compiled", "HF generate, compiled", lambda w: HFCompiledEngine(w.base, w.stop_ids)),
     Contender("eagle2", "EAGLE-2 head", lambda w: w.speculative("eagle2", "eagle2"), needs_head=True),
     Contender("jakiro", "Jakiro", lambda w: w.speculative("jakiro", "jakiro"), needs_head=True),
     Contender("kangaroo", "Kangaroo", lambda w: w.speculative("kangaroo", "kangaroo"), needs_head=True),

@@ -3,7 +3,8 @@
 * ``speculative``: an `EaModel` (Jakiro or the EAGLE-2 head) through ``eagenerate``;
 * ``naive``: plain decoding on the library's own cache and forward (the loop the method replaces);
 * ``hf`` / ``hf-pld``: `transformers` ``generate``, plain or with prompt lookup decoding: what a user
-  would run without this library.
+  would run without this library;
+* ``hf-compiled``: ``generate`` with a static KV cache and a compiled forward (transformers' own fast path).
 
 All of them stop by one rule: after the first stop id (inclusive) or at ``max_new_tokens`` new ids,
 and all count generated token ids (never re-tokenised text).
@@ -12,7 +13,7 @@ and all count generated token ids (never re-tokenised text).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -169,18 +170,51 @@ class HFGenerateEngine(Engine):
                        eos_token_id=stops or None, pad_token_id=stops[0] if stops else 0)
         if self.prompt_lookup_num_tokens:
             options["prompt_lookup_num_tokens"] = self.prompt_lookup_num_tokens
-        with neutral_generation_config(self.base_model), torch.no_grad():
+        options.update(self.extra_options())
+        with neutral_generation_config(self.base_model), torch.no_grad(), self.running():
             begin = _now(device)
             out = self.base_model.generate(ids, attention_mask=torch.ones_like(ids), **options)
             wall = _now(device) - begin
         tokens = cut_at_stop(out[0, len(prompt):].tolist(), self.stop_ids, max_new_tokens)
         return TurnResult(tokens, wall, len(prompt))
 
+    def extra_options(self) -> dict:
+        """More ``generate`` options of a variant (the compiled baseline's static cache)."""
+        return {}
+
+    def running(self):
+        """Context around the timed ``generate`` call (the compiled baseline swaps its forward in)."""
+        return nullcontext()
+
     def settings(self) -> dict:
         return {"engine": self.name, "prompt_lookup_num_tokens": self.prompt_lookup_num_tokens}
 
 
-BASELINE_ENGINES = ("naive", "hf", "hf-pld")
+class HFCompiledEngine(HFGenerateEngine):
+    """`generate` with a static KV cache and a `torch.compile`d forward (`compiled`): transformers' own fast path."""
+
+    def __init__(self, base_model: nn.Module, stop_ids: set[int]):
+        from .compiled import CompiledForward
+
+        super().__init__(base_model, stop_ids)
+        self.name = "hf-compiled"
+        self.compiled = CompiledForward(base_model)
+
+    def extra_options(self) -> dict:
+        return {"cache_implementation": "static"}
+
+    def running(self):
+        return self.compiled.swapped()
+
+    def settings(self) -> dict:
+        from .compiled import compile_cache_dir
+
+        return {"engine": self.name, "cache_implementation": "static", "compile_mode": self.compiled.mode,
+                "compile_fullgraph": self.compiled.fullgraph, "compile_dynamic": self.compiled.dynamic,
+                "compile_cache": str(compile_cache_dir())}
+
+
+BASELINE_ENGINES = ("naive", "hf", "hf-pld", "hf-compiled")
 
 
 def baseline_engine(name: str, base_model: nn.Module, stop_ids: set[int]) -> Engine:
@@ -191,4 +225,6 @@ def baseline_engine(name: str, base_model: nn.Module, stop_ids: set[int]) -> Eng
         return HFGenerateEngine(base_model, stop_ids)
     if name == "hf-pld":
         return HFGenerateEngine(base_model, stop_ids, PROMPT_LOOKUP_TOKENS)
+    if name == "hf-compiled":
+        return HFCompiledEngine(base_model, stop_ids)
     raise ConfigError(f"unknown baseline engine {name!r}: use one of {', '.join(BASELINE_ENGINES)}")
