@@ -28,6 +28,20 @@ from .tables import fmt, markdown_table
 DEFAULT_KS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 DEFAULT_PROMPT = "Explain in three short paragraphs why the sky is blue."
 DEFAULT_HEAD = "jakiro-smollm2-135m-instruct"
+VARIANTS = {  # name -> (EaModel options, description)
+    "now": ({}, "the defaults: fast verification forward and bf16 drafting where supported"),
+    "before": ({"fast_verify": False, "draft_dtype": "float32"}, "plain forward, fp32 drafting"),
+    "plain-verify": ({"fast_verify": False}, "plain verification forward only"),
+    "fp32-draft": ({"draft_dtype": "float32"}, "fp32 drafting only"),
+}
+
+
+def parse_variants(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise ConfigError(f"--variants {text!r}: use some of {', '.join(VARIANTS)}")
+    return names
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -60,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--total-token", type=int, default=8, help="tree budget of the breakdown, root included")
     parser.add_argument("--depth", type=int, default=5, help="draft depth of the breakdown")
     parser.add_argument("--top-k-tree", type=int, default=8, help="children per expanded node")
-    parser.add_argument("--fast-verify", choices=("both", "on", "off"), default="both",
-                        help="breakdown with the fast verification forward, without it, or both interleaved")
+    parser.add_argument("--variants", default="now,before",
+                        help="engine variants of the breakdown, interleaved: " + ", ".join(
+                            f"{name} ({text})" for name, (_, text) in VARIANTS.items()) + " (default now,before)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the breakdown's user prompt")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the results (and environment) here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -70,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> tuple[int, ...]:
     ks = parse_ks(args.ks)
+    parse_variants(args.variants)
     for name in ("threads", "repeats", "rounds", "runs", "depth", "top_k_tree"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -150,7 +166,7 @@ def round_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-ROUND_HEADERS = ["verification", "draft", "verify", "bookkeeping", "round", "tau", "tau / round"]
+ROUND_HEADERS = ["variant", "draft", "verify", "bookkeeping", "round", "tau", "tau / round"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,16 +212,9 @@ def breakdown(args: argparse.Namespace, base, tokenizer, head: str) -> dict:
 
     from ..chat import prompt_ids
     from ..model.ea_model import EaModel
-    from ..model.fast_verify import fast_verify_supported
-
-    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.fast_verify]
-    if not fast_verify_supported(base):
-        if args.fast_verify == "on":
-            raise ConfigError("--fast-verify on needs an fp32 model on CPU and a torch build with MKL")
-        modes = (False,)
-    models = {("fast" if fast else "plain"): EaModel.from_base_and_head(
-        base, tokenizer, head, total_token=args.total_token, depth=args.depth, top_k=args.top_k_tree,
-        fast_verify=fast) for fast in modes}
+    models = {name: EaModel.from_base_and_head(base, tokenizer, head, total_token=args.total_token,
+                                               depth=args.depth, top_k=args.top_k_tree, **VARIANTS[name][0])
+              for name in parse_variants(args.variants)}
     ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])])
     bar = tqdm(total=args.runs, desc="rounds", unit="run", disable=args.no_progress, file=sys.stderr)
     summary = measure_rounds(models, ids, args.rounds, args.runs, progress=bar.update)
@@ -213,8 +222,11 @@ def breakdown(args: argparse.Namespace, base, tokenizer, head: str) -> dict:
     print(f"\n## Round breakdown in plain steps ({head}, tree {args.total_token} nodes, depth {args.depth}, "
           f"top_k {args.top_k_tree}; {args.rounds} rounds x {args.runs} runs, plain step {summary['step_ms']:.1f} ms)\n")
     print(markdown_table(ROUND_HEADERS, round_rows(summary)))
+    variants = {name: {"options": VARIANTS[name][0], "fast_verify": ea.fast_verify,
+                       "draft_dtype": str(getattr(ea.drafter, "draft_dtype", "n/a")).replace("torch.", "")}
+                for name, ea in models.items()}
     return {"head": head, "total_token": args.total_token, "depth": args.depth, "top_k": args.top_k_tree,
-            "rounds": args.rounds, "runs": args.runs, "prompt": args.prompt, **summary}
+            "rounds": args.rounds, "runs": args.runs, "prompt": args.prompt, "variants": variants, **summary}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

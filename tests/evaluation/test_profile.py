@@ -28,8 +28,10 @@ def test_profile_prints_and_records_both_tables(tiny_models, tmp_path, capsys):
     fast = mkl_packing_available()
     assert all((e["fast_ms"] is not None) == (fast and e["rows"] > 1) for e in entries)
     rounds = record["round_breakdown"]
-    variants = ["fast", "plain"] if fast else ["plain"]
-    assert [name for name in variants if name in rounds] == variants
+    variants = ["now", "before"]
+    assert rounds["variants"]["before"] == {"options": {"fast_verify": False, "draft_dtype": "float32"},
+                                            "fast_verify": False, "draft_dtype": "float32"}
+    assert rounds["variants"]["now"]["fast_verify"] == fast
     for name in variants:
         r = rounds[name]
         assert r["tau"] >= 1.0 and all(run["rounds"] == 3 for run in r["runs"])
@@ -51,6 +53,7 @@ def test_profile_without_a_head_prints_only_the_cost_table(tiny_models, capsys):
     (["--threads", "0"], "--threads must be >= 1"),
     (["--total-token", "1"], "--total-token must be >= 2"),
     (["--dtype", "float8"], "unknown dtype"),
+    (["--variants", "now,later"], "--variants 'now,later': use some of"),
     (["--ea-model-path", "no-such-head"], "not found"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
