@@ -2,7 +2,7 @@
 
 A head folder's ``config.json`` names its method ("jakiro", "eagle2", "jakiro_star", "kangaroo");
 loading, drafting and training look the method up here, so one `EaModel`, one generation loop and
-one training pipeline serve every method and no caller passes the method by hand. Entries name
+one training loop (`jakiro.train.loop`) serve every method and no caller passes the method by hand. Entries name
 their parts as lazy ``"module:attr"`` strings: the core never imports a method package
 (``jakiro_star``, ``kangaroo``) until a head of that method is actually used.
 """
@@ -35,7 +35,10 @@ class MethodSpec:
       ``ea_model.drafter_options`` (method-specific options such as Jakiro*'s ``tree``).
     * ``head_init``: ``init(head)`` for a freshly built head (training from scratch, tests).
     * ``training_loss``: ``loss(model, batch, train_config, noise_generator, head_weight, contrastive)
-      -> (total, parts)`` with ``parts["mix"]`` the branch whose top-1 the training loop reports.
+      -> (total, parts)`` with ``parts["mix"]`` the branch whose top-1 the training loop reports; the loss
+      of the EAGLE-style recipe (`jakiro.train.recipe.DraftHeadRecipe`), None where the recipe has its own.
+    * ``training_recipe``: a `jakiro.train.loop.TrainingRecipe` class, made from the run's configuration:
+      what training this method's heads does differently (head, data keys, loss, held-out metrics).
     * ``config_class``: the head's configuration (``from_base_config(base_config, **options)``, ``load``);
       `DraftConfig` for the EAGLE-style heads, Kangaroo's own (it has an exit layer).
     """
@@ -47,6 +50,7 @@ class MethodSpec:
     training_loss: str | None = "jakiro.train.losses:draft_loss"
     label: str = ""
     config_class: str = "jakiro.model.configs:DraftConfig"
+    training_recipe: str = "jakiro.train.recipe:DraftHeadRecipe"
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
@@ -59,7 +63,8 @@ METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                label="Jakiro*"),
     MethodSpec("kangaroo", "kangaroo.model.adapter:KangarooAdapter", "kangaroo.model.drafter:make_kangaroo_drafter",
                head_init="kangaroo.model.adapter:init_adapter", training_loss=None, label="Kangaroo",
-               config_class="kangaroo.model.config:KangarooConfig"),
+               config_class="kangaroo.model.config:KangarooConfig",
+               training_recipe="kangaroo.train.recipe:AdapterRecipe"),
 )}
 
 
@@ -144,10 +149,16 @@ def make_drafter(ea_model: "EaModel") -> "Drafter":
 
 def training_loss(method: str):
     """The loss function that trains heads of ``method`` (see `MethodSpec.training_loss`)."""
-    target = method_spec(method).training_loss
-    if target is None:
-        raise ConfigError(f"method {method!r} is not trained by jakiro.train.main: use its own training command")
-    return _import(target)
+    spec = method_spec(method)
+    if spec.training_loss is None:
+        raise ConfigError(f"method {method!r} has no draft-head loss: its heads train with their own recipe "
+                          f"({spec.training_recipe})")
+    return _import(spec.training_loss)
+
+
+def training_recipe(method: str, run):
+    """The `jakiro.train.loop.TrainingRecipe` that trains heads of ``method``, made from the run's configuration."""
+    return _import(method_spec(method).training_recipe)(run)
 
 
 def method_label(method: str) -> str:

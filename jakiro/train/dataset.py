@@ -97,3 +97,15 @@ def token_frequencies(folder: str | Path, vocab_size: int) -> torch.Tensor:
             mask = handle.get_tensor("loss_mask").bool()
         counts += torch.bincount(ids[mask], minlength=vocab_size)[:vocab_size]
     return counts
+
+
+def pick_draft_vocabulary(head, folder: str | Path) -> None:
+    """Give a head with a reduced draft vocabulary (``config.draft_vocab_size``) the data's most frequent
+    assistant tokens, in id order (``d2t``), and rebuild its output head; a full-vocabulary head is left alone."""
+    config = head.config
+    if config.draft_vocab_size is None:
+        return
+    counts = token_frequencies(folder, config.vocab_size)
+    keep = torch.argsort(counts, descending=True, stable=True)[: config.draft_vocab_size]
+    head.d2t.copy_(torch.sort(keep).values)
+    head.refresh_head()

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from jakiro.train.dataset import ShardDataset, check_data_matches_base, split_entries
 
     from ..train.losses import layer_key
-    from ..train.main import check_data_has_layer
+    from ..train.recipe import check_data_has_layer
     from ..train.metrics import score_adapter
 
     thresholds = parse_list(args.thresholds, float, check_threshold, "thresholds")

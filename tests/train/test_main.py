@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import jakiro.train.main as train_main
+import jakiro.train.recipe as recipe
 from jakiro import EaModel, load_base_model
 
 TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
@@ -59,7 +60,7 @@ def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir,
     train(tiny_data, tiny_base_dir, straight, *rollout)
 
     interrupted = tmp_path / "interrupted"
-    real_evaluate, calls = train_main.evaluate, []
+    real_evaluate, calls = recipe.evaluate, []  # the held-out metrics of every epoch
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -67,11 +68,11 @@ def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir,
             raise KeyboardInterrupt("simulated interruption")
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(train_main, "evaluate", crash_in_second_epoch)
+    monkeypatch.setattr(recipe, "evaluate", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data, tiny_base_dir, interrupted, *rollout)
     assert not (interrupted / "head").exists()
-    monkeypatch.setattr(train_main, "evaluate", real_evaluate)
+    monkeypatch.setattr(recipe, "evaluate", real_evaluate)
     train(tiny_data, tiny_base_dir, interrupted, "--resume", *rollout)
 
     a = load_file(str(straight / "head" / "model.safetensors"))

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import kangaroo.train.main as train_main
+import kangaroo.train.recipe as recipe
 from jakiro import EaModel, load_base_model
 from kangaroo.model.drafter import KangarooDrafter
 from kangaroo.train.metrics import replay_rounds
@@ -62,7 +63,7 @@ def test_resume_after_interruption_gives_the_same_adapter(kangaroo_data, tiny_ba
     train(kangaroo_data, tiny_base_dir, straight)
 
     interrupted = tmp_path / "interrupted"
-    real, calls = train_main.evaluate_adapter, []
+    real, calls = recipe.evaluate_adapter, []  # the held-out metrics of every epoch
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -70,11 +71,11 @@ def test_resume_after_interruption_gives_the_same_adapter(kangaroo_data, tiny_ba
             raise KeyboardInterrupt("simulated interruption")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_main, "evaluate_adapter", crash_in_second_epoch)
+    monkeypatch.setattr(recipe, "evaluate_adapter", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(kangaroo_data, tiny_base_dir, interrupted)
     assert not (interrupted / "head").exists()
-    monkeypatch.setattr(train_main, "evaluate_adapter", real)
+    monkeypatch.setattr(recipe, "evaluate_adapter", real)
     train(kangaroo_data, tiny_base_dir, interrupted, "--resume")
     a = load_file(str(straight / "head" / "model.safetensors"))
     b = load_file(str(interrupted / "head" / "model.safetensors"))
@@ -102,6 +103,32 @@ def test_refusals_are_one_line_errors(kangaroo_data, tiny_base_dir, tmp_path, ca
     with pytest.raises(SystemExit):
         train(kangaroo_data, tiny_base_dir, tmp_path / "b", "--steps", "0")
     assert "steps must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_core_entry_point_with_method_flag_trains_the_same_adapter(kangaroo_data, tiny_base_dir, tmp_path, capsys):
+    """`jakiro.train.main --method kangaroo` runs the same recipe through the same loop as kangaroo.train.main."""
+    import jakiro.train.main as core_main
+
+    straight = tmp_path / "kangaroo"
+    train(kangaroo_data, tiny_base_dir, straight)
+    config = tmp_path / "exit1.json"
+    config.write_text(json.dumps({"draft": {"exit_layer": 1}}))
+    core = tmp_path / "core"
+    flags = [flag for flag in TRAIN if flag not in ("--exit-layer", "1")]
+    core_main.main(["--data", str(kangaroo_data), "--base-model-path", str(tiny_base_dir), "--out", str(core), *flags,
+                    "--method", "kangaroo", "--config", str(config)])
+    assert "τ by tree size is not measured for this adapter" in capsys.readouterr().out
+    a = load_file(str(straight / "head" / "model.safetensors"))
+    b = load_file(str(core / "head" / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[key], b[key]) for key in a)
+    assert records(core) == [dict(row, epoch_seconds=mine["epoch_seconds"],
+                                  train_tokens_per_second=mine["train_tokens_per_second"])
+                             for row, mine in zip(records(straight), records(core))]
+    with pytest.raises(SystemExit) as exit_info:
+        core_main.main(["--data", str(kangaroo_data), "--base-model-path", str(tiny_base_dir), "--out",
+                        str(tmp_path / "never"), "--method", "kangaroo", "--rollout-steps", "2"])
+    assert exit_info.value.code == 2 and "without training-time rollout" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("matches,confidences,threshold,steps,expected", [
