@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
 from .configs import DraftConfig
+from .draft_head import DraftHead
 from .kv_cache import PreallocatedLayer
 from .moe import Branches, ExpertMixture
 
@@ -93,10 +93,11 @@ class DraftLayer(nn.Module):
             config.hidden_size, config.expert_intermediate_size, config.num_experts, config.contrastive)
 
 
-class JakiroDraftModel(nn.Module):
+class JakiroDraftModel(DraftHead):
     """The draft head (Jakiro with 2 experts + contrastive branch; EAGLE-2 with 1 expert, no branch).
 
-    Other methods' heads subclass it and replace the layer's feed-forward block (`build_ffn`)."""
+    Other methods' heads subclass it and replace the layer's feed-forward block (`build_ffn`). Output head,
+    draft vocabulary and checkpoints: `DraftHead`."""
 
     methods: tuple[str, ...] = ("jakiro", "eagle2")  # the config.json methods this class loads
 
@@ -105,40 +106,14 @@ class JakiroDraftModel(nn.Module):
         self.config = config
         self.fc = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=config.fc_bias)
         self.layers = nn.ModuleList([DraftLayer(config, self.build_ffn(config))])
-        if config.draft_vocab_size is not None:
-            # Draft-vocab index -> target token id, learned from training-data frequencies, saved with the head.
-            self.register_buffer("d2t", torch.arange(config.draft_vocab_size), persistent=True)
-        else:
-            self.d2t = None
-        for name in ("embed_weight", "full_head_weight", "head_weight"):
-            self.register_buffer(name, None, persistent=False)
+        self.register_vocabulary(config, shared=("embed_weight", "full_head_weight", "head_weight"))
 
     # -- base-model weights (frozen, shared, never saved) ------------------------------------------
     def bind_base(self, base_model: nn.Module) -> "JakiroDraftModel":
         """Share the base model's input embedding and output head (a subset of rows with a draft vocab)."""
-        embed = base_model.get_input_embeddings().weight.detach()
-        head = base_model.get_output_embeddings().weight.detach()
-        check_head_matches_base(self.config, base_model.config)
-        self.embed_weight = embed
-        self.full_head_weight = head
-        self.refresh_head()
+        self.bind_output_head(base_model)
+        self.embed_weight = base_model.get_input_embeddings().weight.detach()
         return self
-
-    def refresh_head(self) -> None:
-        """(Re)build the draft output head, e.g. after `d2t` was loaded or set from data frequencies."""
-        head = self.full_head_weight
-        self.head_weight = head if self.d2t is None else head.index_select(0, self.d2t.to(head.device)).contiguous()
-
-    @property
-    def draft_vocab_size(self) -> int:
-        return self.config.draft_vocab_size or self.config.vocab_size
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Draft-vocabulary logits of predicted features (map indices with `to_target_ids`)."""
-        return hidden @ self.head_weight.T
-
-    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
-        return draft_ids if self.d2t is None else self.d2t[draft_ids]
 
     def build_ffn(self, config: DraftConfig) -> nn.Module | None:
         """The decoder layer's feed-forward block; None = Jakiro's `ExpertMixture`."""
@@ -172,67 +147,19 @@ class JakiroDraftModel(nn.Module):
             return hidden + branch[0], hidden + branch[1]
         return hidden + branch
 
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (the head's own weights only)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in self.state_dict().items()}
-        tmp = folder / "model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "method": self.config.method})
-        tmp.replace(folder / "model.safetensors")
-        self.config.save(folder)
-
+    # -- checkpoints (saving and the strict loading: `DraftHead`) ---------------------------------
     @classmethod
-    def from_pretrained(cls, folder: str | Path, base_model: nn.Module | None = None) -> "JakiroDraftModel":
-        """Load a head strictly; refuse one made for another base model with a one-line reason."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"draft head folder {str(folder)!r} not found: pass the folder written by save_pretrained")
+    def load_config(cls, folder: Path) -> DraftConfig:
         config = DraftConfig.load(folder)
         if config.method not in cls.methods:
             raise CheckpointError(
                 f"{str(folder)!r} holds a {config.method} head, but {cls.__name__} loads {'/'.join(cls.methods)} heads: "
                 f"load it with EaModel.from_pretrained or jakiro.methods.load_head (they pick the class by method)")
-        if base_model is not None:
-            check_head_matches_base(config, base_model.config, folder)
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(f"{folder} has no model.safetensors: the head export is incomplete")
-        model = cls(config)
-        try:
-            state = load_file(str(weights))
-        except Exception as err:  # safetensors raises several types for a corrupt file
-            raise CheckpointError(f"{weights} is unreadable ({err}): re-export the head") from None
-        missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{weights} does not fit a {config.method} head with {config.num_experts} expert(s): "
-                f"missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}")
-        expected = model.state_dict()
-        wrong = [f"{k} {tuple(v.shape)} (config wants {tuple(expected[k].shape)})"
-                 for k, v in sorted(state.items()) if v.shape != expected[k].shape]
-        if wrong:
-            raise CheckpointError(f"{weights} does not match its config.json: {'; '.join(wrong[:3])}: re-export the head")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-        if base_model is not None:
-            model.bind_base(base_model)
-        return model
+        return config
 
-
-def check_head_matches_base(config: DraftConfig, base_config, where: str | Path = "head") -> None:
-    """Raise if a head was trained for a base model of another shape."""
-    from .configs import base_fingerprint
-
-    if config.hidden_size != base_config.hidden_size or config.vocab_size != base_config.vocab_size:
-        raise CheckpointError(
-            f"draft head {str(where)!r} was made for hidden size {config.hidden_size} / vocab {config.vocab_size}, "
-            f"but the base model has {base_config.hidden_size} / {base_config.vocab_size}: use a head trained for this base")
-    if config.base_fingerprint and config.base_fingerprint != base_fingerprint(base_config):
-        raise CheckpointError(
-            f"draft head {str(where)!r} was trained for base {config.base_model!r}, whose architecture differs from "
-            f"{getattr(base_config, 'name_or_path', '?')!r}: use a head trained for this base")
+    @classmethod
+    def describe(cls, config: DraftConfig) -> str:
+        return f"a {config.method} head with {config.num_experts} expert(s)"
 
 
 def init_weights(model: JakiroDraftModel, std: float = 0.02) -> None:

@@ -16,20 +16,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from jakiro.errors import CheckpointError, ConfigError
-from jakiro.model.cnets import DraftAttention, RMSNorm, check_head_matches_base
+from jakiro.errors import ConfigError
+from jakiro.model.cnets import DraftAttention, RMSNorm
+from jakiro.model.draft_head import DraftHead
 from jakiro.model.kv_cache import PreallocatedLayer
 
 from .config import KangarooConfig
 
 
-class KangarooAdapter(nn.Module):
-    """One attention block with pre-attention and final RMSNorm; reads the shallow stream, predicts features."""
+class KangarooAdapter(DraftHead):
+    """One attention block with pre-attention and final RMSNorm; reads the shallow stream, predicts features.
+
+    Output head, draft vocabulary, saving and the strict loading are every head's (`DraftHead`)."""
 
     methods: tuple[str, ...] = ("kangaroo",)
+    kind, noun, written_by = "Kangaroo adapter", "adapter", "kangaroo.train.main"
 
     def __init__(self, config: KangarooConfig):
         super().__init__()
@@ -40,40 +43,17 @@ class KangarooAdapter(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = DraftAttention(config)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        if config.draft_vocab_size is not None:
-            self.register_buffer("d2t", torch.arange(config.draft_vocab_size), persistent=True)
-        else:
-            self.d2t = None
-        for name in ("full_head_weight", "head_weight"):
-            self.register_buffer(name, None, persistent=False)
+        self.register_vocabulary(config, shared=("full_head_weight", "head_weight"))
 
     # -- the base model's output head (frozen, shared, never saved) --------------------------------
     def bind_base(self, base_model: nn.Module) -> "KangarooAdapter":
         """Share the base model's output head; refuse a base of another shape or too few layers."""
-        check_head_matches_base(self.config, base_model.config)
         layers = int(base_model.config.num_hidden_layers)
         if self.config.exit_layer >= layers:
             raise ConfigError(f"this adapter exits after layer {self.config.exit_layer} but the base model has only "
                               f"{layers} layers: use an adapter trained for this base")
-        self.full_head_weight = base_model.get_output_embeddings().weight.detach()
-        self.refresh_head()
+        self.bind_output_head(base_model)
         return self
-
-    def refresh_head(self) -> None:
-        """(Re)build the draft output head, e.g. after `d2t` was loaded or set from data frequencies."""
-        head = self.full_head_weight
-        self.head_weight = head if self.d2t is None else head.index_select(0, self.d2t.to(head.device)).contiguous()
-
-    @property
-    def draft_vocab_size(self) -> int:
-        return self.config.draft_vocab_size or self.config.vocab_size
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Draft-vocabulary logits of predicted features (map indices with `to_target_ids`)."""
-        return features @ self.head_weight.T
-
-    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
-        return draft_ids if self.d2t is None else self.d2t[draft_ids]
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, shallow: torch.Tensor, positions: torch.Tensor | None = None, mask: torch.Tensor | None = None,
@@ -90,50 +70,15 @@ class KangarooAdapter(nn.Module):
             hidden = hidden[:, -1:]
         return self.norm(hidden)
 
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (the adapter's own weights only)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in self.state_dict().items()}
-        tmp = folder / "model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "method": self.config.method})
-        tmp.replace(folder / "model.safetensors")
-        self.config.save(folder)
+    # -- checkpoints (saving and the strict loading: `DraftHead`) ---------------------------------
+    @classmethod
+    def load_config(cls, folder: Path) -> KangarooConfig:
+        """The adapter's config; a Jakiro head or a broken config.json is refused in one line."""
+        return KangarooConfig.load(folder)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, base_model: nn.Module | None = None) -> "KangarooAdapter":
-        """Load strictly; a Jakiro head, an adapter for another base or a broken export fails in one line."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"Kangaroo adapter folder {str(folder)!r} not found: pass the folder written by "
-                                  "kangaroo.train.main")
-        config = KangarooConfig.load(folder)
-        if base_model is not None:
-            check_head_matches_base(config, base_model.config, folder)
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(f"{folder} has no model.safetensors: the adapter export is incomplete")
-        model = cls(config)
-        try:
-            state = load_file(str(weights))
-        except Exception as err:  # safetensors raises several types for a corrupt file
-            raise CheckpointError(f"{weights} is unreadable ({err}): re-export the adapter") from None
-        expected = model.state_dict()
-        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-        if missing or unexpected:
-            raise CheckpointError(f"{weights} does not fit a Kangaroo adapter: missing {sorted(missing)[:4]}, "
-                                  f"unexpected {sorted(unexpected)[:4]}")
-        wrong = [f"{k} {tuple(v.shape)} (config wants {tuple(expected[k].shape)})"
-                 for k, v in sorted(state.items()) if v.shape != expected[k].shape]
-        if wrong:
-            raise CheckpointError(f"{weights} does not match its config.json: {'; '.join(wrong[:3])}: "
-                                  "re-export the adapter")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-        if base_model is not None:
-            model.bind_base(base_model)
-        return model
+    def describe(cls, config: KangarooConfig) -> str:
+        return "a Kangaroo adapter"
 
 
 def init_adapter(model: KangarooAdapter, std: float = 0.02) -> None:
