@@ -24,7 +24,8 @@ from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..methods import training_recipe
 from .config import RunConfig, TrainConfig, load_run_config
-from .loop import TauSettings, TrainingJob, train_with_recipe
+from .flags import add_job_flags, add_optimisation_flags, optimisation_overrides, training_job
+from .loop import TauSettings, train_with_recipe
 from .measure_tau import DEFAULT_TREE_SIZES, parse_tree_sizes
 
 # --method choices (EAGLE-2 heads: --num-experts 1 --no-contrastive; kangaroo: python -m kangaroo.train.main has
@@ -40,19 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, help="JSON with 'draft' and 'train' sections (jakiro/train/configs/)")
     parser.add_argument("--out", required=True, help="output folder: checkpoints/, metrics.jsonl, head/")
     parser.add_argument("--resume", action="store_true", help="continue from the last saved epoch in --out")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=None, help="conversations per batch per process")
-    parser.add_argument("--grad-accum", type=int, default=None)
-    parser.add_argument("--max-len", type=int, default=None)
-    parser.add_argument("--warmup-steps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    add_optimisation_flags(parser)
     parser.add_argument("--num-experts", type=int, default=None)
     parser.add_argument("--method", choices=TRAINABLE_METHODS, default=None,
                         help="head method (default: the config's, else jakiro; an EAGLE-2 head is --num-experts 1 "
                              "--no-contrastive); --method jakiro_star is `python -m jakiro_star.train.main`, "
                              "--method kangaroo trains an adapter from a kangaroo/train/configs/ --config "
-                             "(`python -m kangaroo.train.main` has its flags)"),
+                             "(`python -m kangaroo.train.main` has its flags)")
     parser.add_argument("--no-contrastive", action="store_true", help="no contrastive branch (EAGLE-2 head with 1 expert)")
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="predict only the N most frequent tokens")
     parser.add_argument("--rollout-steps", type=int, default=None, metavar="K",
@@ -65,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tau-max-new-tokens", type=int, default=32, help="new tokens per prompt for that measurement")
     parser.add_argument("--tau-tree-sizes", default=",".join(map(str, DEFAULT_TREE_SIZES)),
                         help="tree sizes (nodes, root included) for that measurement, comma-separated")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N optimizer steps (smoke tests)")
-    parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
+    add_job_flags(parser)
     return parser
 
 
@@ -84,10 +78,9 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 def resolve_run(args: argparse.Namespace) -> RunConfig:
     """The run's configuration: the config file with the flags on top (what ``run_config.json`` keeps)."""
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                 "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed,
-                 "num_experts": args.num_experts, "draft_vocab_size": args.draft_vocab_size,
-                 "rollout_steps_train": args.rollout_steps, "rollout_decay": args.rollout_decay}
+    overrides = {**optimisation_overrides(args), "num_experts": args.num_experts,
+                 "draft_vocab_size": args.draft_vocab_size, "rollout_steps_train": args.rollout_steps,
+                 "rollout_decay": args.rollout_decay}
     if args.no_contrastive:
         overrides["contrastive"] = False
     if args.method is not None:
@@ -103,8 +96,7 @@ def train(args: argparse.Namespace) -> Path:
     if tau.prompts < 0 or tau.max_new_tokens < 1:
         raise ConfigError("--tau-prompts must be >= 0 and --tau-max-new-tokens >= 1")
     recipe = training_recipe(run.draft.get("method", "jakiro"), run)  # jakiro.train.recipe; Kangaroo's its own
-    job = TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau)
-    return train_with_recipe(run, recipe, job)
+    return train_with_recipe(run, recipe, training_job(args, tau))
 
 
 def main(argv: list[str] | None = None) -> None:

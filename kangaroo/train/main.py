@@ -23,7 +23,8 @@ from pathlib import Path
 from jakiro.base_models import DEFAULT_BASE_MODEL
 from jakiro.commands import exit_on_error
 from jakiro.train.config import RunConfig, load_run_config
-from jakiro.train.loop import TrainingJob, train_with_recipe
+from jakiro.train.flags import add_job_flags, add_optimisation_flags, optimisation_overrides, training_job
+from jakiro.train.loop import train_with_recipe
 
 from ..model.config import DEFAULT_EXIT_LAYER
 from .recipe import AdapterRecipe
@@ -47,31 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="drafting default saved with the adapter: max drafts per round")
     parser.add_argument("--draft-vocab-size", type=int, default=None, help="score only the N most frequent tokens")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=None, help="conversations per batch per process")
-    parser.add_argument("--grad-accum", type=int, default=None)
-    parser.add_argument("--max-len", type=int, default=None)
-    parser.add_argument("--warmup-steps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop each epoch after N optimizer steps (smoke tests)")
-    parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
+    add_optimisation_flags(parser)
+    add_job_flags(parser)
     return parser
 
 
 def resolve_run(args: argparse.Namespace) -> RunConfig:
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                 "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed,
-                 "exit_layer": args.exit_layer, "threshold": args.threshold, "steps": args.steps,
-                 "draft_vocab_size": args.draft_vocab_size}
+    overrides = {**optimisation_overrides(args), "exit_layer": args.exit_layer, "threshold": args.threshold,
+                 "steps": args.steps, "draft_vocab_size": args.draft_vocab_size}
     return load_run_config(args.config, overrides)
 
 
 def train(args: argparse.Namespace) -> Path:
     run = resolve_run(args)
-    job = TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps)
-    return train_with_recipe(run, AdapterRecipe(run), job)
+    return train_with_recipe(run, AdapterRecipe(run), training_job(args))
 
 
 def main(argv: list[str] | None = None) -> None:

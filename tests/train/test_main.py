@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 import jakiro.train.main as train_main
 import jakiro.train.recipe as recipe
 from jakiro import EaModel, load_base_model
+from tests.helpers.training import assert_same_weights, interrupted_on_call
 
 TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
          "--tau-prompts", "0"]
@@ -55,31 +56,18 @@ def test_training_reduces_holdout_loss(tiny_data, tiny_base_dir, tmp_path):
 
 
 @pytest.mark.parametrize("rollout", [[], ["--rollout-steps", "3"]])
-def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir, tmp_path, monkeypatch, rollout):
+def test_resume_after_interruption_gives_the_same_head(tiny_data, tiny_base_dir, tmp_path, rollout):
     straight = tmp_path / "straight"
     train(tiny_data, tiny_base_dir, straight, *rollout)
 
     interrupted = tmp_path / "interrupted"
-    real_evaluate, calls = recipe.evaluate, []  # the held-out metrics of every epoch
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(recipe, "evaluate", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    # killed in the second epoch's held-out evaluation (after its training steps, before its checkpoint)
+    with interrupted_on_call(recipe, "evaluate", 2), pytest.raises(KeyboardInterrupt):
         train(tiny_data, tiny_base_dir, interrupted, *rollout)
     assert not (interrupted / "head").exists()
-    monkeypatch.setattr(recipe, "evaluate", real_evaluate)
     train(tiny_data, tiny_base_dir, interrupted, "--resume", *rollout)
 
-    a = load_file(str(straight / "head" / "model.safetensors"))
-    b = load_file(str(interrupted / "head" / "model.safetensors"))
-    assert set(a) == set(b)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key  # bit-identical
+    assert_same_weights(straight / "head", interrupted / "head")  # bit-identical
     assert epoch_records(straight)[-1]["holdout_loss"] == epoch_records(interrupted)[-1]["holdout_loss"]
 
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import kangaroo.train.main as train_main
 import kangaroo.train.recipe as recipe
 from jakiro import EaModel, load_base_model
 from kangaroo.model.drafter import KangarooDrafter
 from kangaroo.train.metrics import replay_rounds
+from tests.helpers.training import assert_same_weights, interrupted_on_call
 
 TRAIN = ["--exit-layer", "1", "--epochs", "2", "--batch-size", "2", "--lr", "3e-3", "--warmup-steps", "2",
          "--max-len", "64"]
@@ -58,30 +58,17 @@ def test_training_improves_the_adapter(kangaroo_data, tiny_base_dir, tmp_path):
     assert rows[-1]["holdout_expected_acceptance"] > rows[0]["holdout_expected_acceptance"]
 
 
-def test_resume_after_interruption_gives_the_same_adapter(kangaroo_data, tiny_base_dir, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_the_same_adapter(kangaroo_data, tiny_base_dir, tmp_path):
     straight = tmp_path / "straight"
     train(kangaroo_data, tiny_base_dir, straight)
 
     interrupted = tmp_path / "interrupted"
-    real, calls = recipe.evaluate_adapter, []  # the held-out metrics of every epoch
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(recipe, "evaluate_adapter", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    # killed in the second epoch's held-out evaluation (after its training steps, before its checkpoint)
+    with interrupted_on_call(recipe, "evaluate_adapter", 2), pytest.raises(KeyboardInterrupt):
         train(kangaroo_data, tiny_base_dir, interrupted)
     assert not (interrupted / "head").exists()
-    monkeypatch.setattr(recipe, "evaluate_adapter", real)
     train(kangaroo_data, tiny_base_dir, interrupted, "--resume")
-    a = load_file(str(straight / "head" / "model.safetensors"))
-    b = load_file(str(interrupted / "head" / "model.safetensors"))
-    assert set(a) == set(b)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+    assert_same_weights(straight / "head", interrupted / "head")  # bit-identical
     assert [r["epoch"] for r in records(interrupted)] == [0, 1]
 
 
@@ -118,9 +105,7 @@ def test_core_entry_point_with_method_flag_trains_the_same_adapter(kangaroo_data
     core_main.main(["--data", str(kangaroo_data), "--base-model-path", str(tiny_base_dir), "--out", str(core), *flags,
                     "--method", "kangaroo", "--config", str(config)])
     assert "τ by tree size is not measured for this adapter" in capsys.readouterr().out
-    a = load_file(str(straight / "head" / "model.safetensors"))
-    b = load_file(str(core / "head" / "model.safetensors"))
-    assert set(a) == set(b) and all(torch.equal(a[key], b[key]) for key in a)
+    assert_same_weights(straight / "head", core / "head")
     assert records(core) == [dict(row, epoch_seconds=mine["epoch_seconds"],
                                   train_tokens_per_second=mine["train_tokens_per_second"])
                              for row, mine in zip(records(straight), records(core))]

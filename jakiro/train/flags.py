@@ -1,0 +1,40 @@
+"""The command-line flags every training command shares (`jakiro.train.main`, `kangaroo.train.main`).
+
+Optimisation flags override ``train`` fields of the run configuration; ``--max-steps`` and ``--dtype`` are
+settings of the job (`jakiro.train.loop.TrainingJob`), not saved with the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .loop import TauSettings, TrainingJob
+
+
+def add_optimisation_flags(parser: argparse.ArgumentParser) -> None:
+    """``--epochs`` ... ``--seed``: unset flags keep the config file's values (or `TrainConfig`'s defaults)."""
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="conversations per batch per process")
+    parser.add_argument("--grad-accum", type=int, default=None)
+    parser.add_argument("--max-len", type=int, default=None)
+    parser.add_argument("--warmup-steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+
+
+def optimisation_overrides(args: argparse.Namespace) -> dict:
+    """The optimisation flags as `load_run_config` overrides (None: not given)."""
+    return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
+            "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed}
+
+
+def add_job_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop each epoch after N optimizer steps (smoke tests)")
+    parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
+
+
+def training_job(args: argparse.Namespace, tau: TauSettings | None = None) -> TrainingJob:
+    """The job of a parsed command line (``--data``, ``--base-model-path``, ``--out``, ``--resume`` and the job flags)."""
+    return TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau)
