@@ -10,10 +10,8 @@ their parts as lazy ``"module:attr"`` strings: the core never imports a method p
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError
@@ -91,13 +89,9 @@ def head_class(method: str) -> type:
 
 def head_method(folder: str | os.PathLike) -> str:
     """The ``method`` a head folder's ``config.json`` declares (read without loading any weights)."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"draft head {str(folder)!r} has no config.json: pass a folder written by save_pretrained")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}): re-export the head") from None
+    from .model.configs import read_config_json
+
+    path, data = read_config_json(folder)
     method = data.get("method") if isinstance(data, dict) else None
     if not isinstance(method, str) or not method:
         raise CheckpointError(f"{path} names no 'method': it is not a jakiro draft head (re-export it)")

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..errors import CheckpointError, ConfigError
 from ..version import __version__
@@ -21,9 +22,44 @@ def base_fingerprint(base_config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def base_values(base_config) -> dict:
+    """A fresh head's shapes and base-model identity, derived from the base model's `transformers` config."""
+    heads = base_config.num_attention_heads
+    rope = getattr(base_config, "rope_parameters", None) or {}
+    theta = rope.get("rope_theta", getattr(base_config, "rope_theta", 10000.0)) if isinstance(rope, dict) else 10000.0
+    return dict(
+        hidden_size=base_config.hidden_size,
+        vocab_size=base_config.vocab_size,
+        num_attention_heads=heads,
+        num_key_value_heads=getattr(base_config, "num_key_value_heads", None) or heads,
+        head_dim=getattr(base_config, "head_dim", None) or base_config.hidden_size // heads,
+        rope_theta=float(theta),
+        rms_norm_eps=getattr(base_config, "rms_norm_eps", 1e-6),
+        base_model=str(getattr(base_config, "name_or_path", "")),
+        base_fingerprint=base_fingerprint(base_config),
+    )
+
+
+def read_config_json(folder: str | Path, owner: str = "draft head", written_by: str = "save_pretrained",
+                     noun: str = "head", kind: str | None = None) -> tuple[Path, Any]:
+    """A head folder's ``config.json`` and its parsed content; a missing file, invalid JSON or (with ``kind``,
+    what the file should be) anything but a JSON object is a one-line `CheckpointError`."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{owner} {str(folder)!r} has no config.json: pass a folder written by {written_by}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}): re-export the {noun}") from None
+    if kind is not None and not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object: it is not a {kind}")
+    return path, data
+
+
 @dataclass
-class DraftConfig:
-    """Everything needed to rebuild a draft head; written as ``config.json`` beside its weights."""
+class HeadConfig:
+    """What every head's configuration starts with: the shapes it takes from its base model (`base_values`
+    gives them with the base's identity); and its ``config.json``."""
 
     hidden_size: int
     vocab_size: int
@@ -32,6 +68,27 @@ class DraftConfig:
     head_dim: int
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
+
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / "config.json"
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path, kind: str):
+        """The configuration in a ``config.json`` object: every field without a default must be there; keys
+        this version does not know are ignored."""
+        missing = [f.name for f in fields(cls)
+                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise CheckpointError(f"{path} lacks {missing}: it is not a complete {kind}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class DraftConfig(HeadConfig):
+    """Everything needed to rebuild a draft head; written as ``config.json`` beside its weights."""
+
     num_experts: int = 2
     expert_intermediate_size: int | None = None
     contrastive: bool = True
@@ -62,20 +119,7 @@ class DraftConfig:
     @classmethod
     def from_base_config(cls, base_config, **options) -> "DraftConfig":
         """Derive the head's shapes from a `transformers` config; ``options`` override the defaults."""
-        heads = base_config.num_attention_heads
-        rope = getattr(base_config, "rope_parameters", None) or {}
-        theta = rope.get("rope_theta", getattr(base_config, "rope_theta", 10000.0)) if isinstance(rope, dict) else 10000.0
-        values = dict(
-            hidden_size=base_config.hidden_size,
-            vocab_size=base_config.vocab_size,
-            num_attention_heads=heads,
-            num_key_value_heads=getattr(base_config, "num_key_value_heads", None) or heads,
-            head_dim=getattr(base_config, "head_dim", None) or base_config.hidden_size // heads,
-            rope_theta=float(theta),
-            rms_norm_eps=getattr(base_config, "rms_norm_eps", 1e-6),
-            base_model=str(getattr(base_config, "name_or_path", "")),
-            base_fingerprint=base_fingerprint(base_config),
-        )
+        values = base_values(base_config)
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:
@@ -93,24 +137,7 @@ class DraftConfig:
             values["method"] = "jakiro" if values.get("contrastive", True) else "eagle2"
         return cls(**values)
 
-    def save(self, folder: str | Path) -> None:
-        path = Path(folder) / "config.json"
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-
     @classmethod
     def load(cls, folder: str | Path) -> "DraftConfig":
-        path = Path(folder) / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"draft head {str(folder)!r} has no config.json: pass a folder written by save_pretrained")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{path} is not valid JSON ({err}): re-export the head") from None
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} is not a JSON object: it is not a jakiro draft config")
-        known = {f.name for f in fields(cls)}
-        missing = [f.name for f in fields(cls)
-                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
-        if missing:
-            raise CheckpointError(f"{path} lacks {missing}: it is not a jakiro draft config")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        path, data = read_config_json(folder, kind="jakiro draft config")
+        return cls.from_json(data, path, "jakiro draft config")

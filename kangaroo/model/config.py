@@ -8,11 +8,11 @@ training (the adapter reads the residual stream after that many decoder layers);
 
 from __future__ import annotations
 
-import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from jakiro.errors import CheckpointError, ConfigError
+from jakiro.model.configs import HeadConfig, base_values, read_config_json
 from jakiro.version import __version__
 
 METHOD = "kangaroo"
@@ -34,16 +34,10 @@ def check_steps(steps) -> int:
 
 
 @dataclass
-class KangarooConfig:
-    """Everything needed to rebuild an adapter and run it on its base model."""
+class KangarooConfig(HeadConfig):
+    """Everything needed to rebuild an adapter and run it on its base model (shapes and ``config.json``:
+    `HeadConfig`)."""
 
-    hidden_size: int
-    vocab_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-6
     exit_layer: int = DEFAULT_EXIT_LAYER
     threshold: float = DEFAULT_THRESHOLD
     steps: int = DEFAULT_STEPS
@@ -71,46 +65,25 @@ class KangarooConfig:
     @classmethod
     def from_base_config(cls, base_config, **options) -> "KangarooConfig":
         """Shapes from a `transformers` config (derived as for every draft head); ``options`` set the rest."""
-        from jakiro.model.configs import DraftConfig
-
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"unknown Kangaroo option(s) {sorted(unknown)}: known are {sorted(known)}")
-        shapes = DraftConfig.from_base_config(base_config)
-        values = {name: getattr(shapes, name) for name in ("hidden_size", "vocab_size", "num_attention_heads",
-                                                            "num_key_value_heads", "head_dim", "rope_theta",
-                                                            "rms_norm_eps", "base_model", "base_fingerprint")}
+        values = base_values(base_config)
         values["base_num_layers"] = int(base_config.num_hidden_layers)
         values.update(options)
         return cls(**values)
 
-    def save(self, folder: str | Path) -> None:
-        (Path(folder) / "config.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-
     @classmethod
     def load(cls, folder: str | Path) -> "KangarooConfig":
         """Read ``config.json``; a head of another method (a Jakiro head, say) is refused in one line."""
-        path = Path(folder) / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"Kangaroo adapter {str(folder)!r} has no config.json: pass a folder written by "
-                                  "kangaroo.train.main or save_pretrained")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{path} is not valid JSON ({err}): re-export the adapter") from None
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} is not a JSON object: it is not a Kangaroo adapter config")
+        path, data = read_config_json(folder, "Kangaroo adapter", "kangaroo.train.main or save_pretrained", "adapter",
+                                      kind="Kangaroo adapter config")
         method = data.get("method")
         if method != METHOD:
             raise CheckpointError(f"{str(folder)!r} holds a {method or 'method-less'} head, not a Kangaroo adapter: "
                                   "pass a folder written by kangaroo.train.main (config.json method 'kangaroo')")
-        missing = [f.name for f in fields(cls)
-                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
-        if missing:
-            raise CheckpointError(f"{path} lacks {missing}: it is not a complete Kangaroo adapter config")
-        known = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            return cls.from_json(data, path, "Kangaroo adapter config")
         except ConfigError as err:
             raise CheckpointError(f"{path}: {err}") from None
