@@ -146,6 +146,34 @@ def run_answers(engine: Engine, tokenizer, questions: list[Question], answer_fil
     return len(todo)
 
 
+def answer_interleaved(engines: dict[str, Engine], files: dict[str, Path], metas: dict[str, dict],
+                       questions: list[Question], tokenizer, plan: GenerationPlan, warmup: int = 1,
+                       progress: bool = True, desc: str = "questions") -> int:
+    """Answer with several engines, interleaved: every engine answers a question, in order, before the next
+    question (a slow phase of a shared machine hits all of them alike). Resumes from the questions every
+    file already holds; statistics are reset after the warm-up, so they cover the timed answers only.
+    Returns how many questions were answered."""
+    from tqdm import tqdm
+
+    done = None
+    for name in engines:
+        answered = check_resumable(files[name], metas[name]["settings"])
+        done = answered if done is None else done & answered
+    todo = [q for q in questions if q.question_id not in done]
+    if todo and warmup > 0:
+        for engine in engines.values():
+            warm_up(engine, tokenizer, todo[0], plan, warmup)
+    for engine in engines.values():
+        engine.reset_statistics()
+    for question in tqdm(todo, desc=desc, unit="question", disable=not progress):
+        for name, engine in engines.items():
+            choice = answer_question(engine, tokenizer, question, plan)
+            append_jsonl(files[name], answer_record(question, name, choice, metas[name]))
+    for path in files.values():
+        tidy_answer_file(path)
+    return len(todo)
+
+
 def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
     """The auto tree budget (and its timings) an existing answer file was generated with, if any.
 

@@ -105,16 +105,13 @@ def resolve_budget(base, total_token: int, tokenizer=None, head: str | None = No
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..base_models import load_base_model
     from ..heads import resolve_head_path
     from ..model.ea_model import stop_token_ids
-    from .answering import answer_question, answer_record, check_resumable, recorded_budget, warm_up
+    from .answering import answer_interleaved, recorded_budget
     from .contenders import Workbench, select_contenders
     from .engines import SpeculativeEngine
     from .environment import run_meta
-    from .files import append_jsonl, tidy_answer_file
     from .questions import load_questions
     from .report import build_report, write_outputs
 
@@ -149,23 +146,8 @@ def run(args: argparse.Namespace) -> int:
         extra = {"head": heads.get(CONTENDERS[name].head_name), "budget_timings": budget_timings,
                  "budget_choice": budget_choice} if isinstance(engine, SpeculativeEngine) else {}
         metas[name] = run_meta("compare", engine.device, settings, model_id=name, **extra)
-    done = None
-    for name in engines:
-        answered = check_resumable(files[name], metas[name]["settings"])
-        done = answered if done is None else done & answered
-    todo = [q for q in questions if q.question_id not in done]
-    if todo and args.warmup > 0:
-        for engine in engines.values():
-            warm_up(engine, tokenizer, todo[0], plan, args.warmup)
-    for engine in engines.values():  # drafter statistics (e.g. Jakiro*'s expert mixing) cover the timed answers only
-        if isinstance(engine, SpeculativeEngine):
-            engine.ea_model.drafter.reset_statistics()
-    for question in tqdm(todo, desc="compare", unit="question", disable=args.no_progress):
-        for name, engine in engines.items():  # interleaved: every contender on this question, in order
-            choice = answer_question(engine, tokenizer, question, plan)
-            append_jsonl(files[name], answer_record(question, name, choice, metas[name]))
-    for path in files.values():
-        tidy_answer_file(path)
+    # interleaved: every contender on a question, in order; drafter statistics cover the timed answers only
+    answer_interleaved(engines, files, metas, questions, tokenizer, plan, args.warmup, not args.no_progress, "compare")
 
     run_info = run_meta("compare", next(iter(engines.values())).device, common,
                         base_model_name=model_name(args.base_model_path), bench=label,

@@ -90,6 +90,9 @@ class Engine:
         """Engine-specific settings recorded in result files."""
         return {"engine": self.name}
 
+    def reset_statistics(self) -> None:
+        """Forget what was counted so far (e.g. during warm-up), so reports cover the timed answers only."""
+
 
 class SpeculativeEngine(Engine):
     """An `EaModel` (draft head + base) through its speculative loop."""
@@ -116,6 +119,10 @@ class SpeculativeEngine(Engine):
         ea = self.ea_model
         return {"engine": self.name, "total_token": ea.total_token, "depth": ea.depth, "top_k_tree": ea.top_k,
                 "max_path_drafts": self.max_path_drafts, **ea.drafter.settings()}
+
+    def reset_statistics(self) -> None:
+        """The drafter's statistics (e.g. Jakiro*'s expert mixing, Kangaroo's drafted tokens per round)."""
+        self.ea_model.drafter.reset_statistics()
 
 
 class PlainEngine(Engine):

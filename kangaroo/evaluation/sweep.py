@@ -103,9 +103,10 @@ class SettingEngine(SpeculativeEngine):
                                        steps=setting.steps, tree_levels=setting.tree_levels)
         super().__init__(ea_model, setting.name)
         self.setting = setting
-        self.reset_counts()
+        self.reset_statistics()
 
-    def reset_counts(self) -> None:
+    def reset_statistics(self) -> None:
+        """This setting's own drafting totals (its drafter is shared by nobody)."""
         self.totals = {"rounds": 0, "drafted": 0, "nodes": 0, "draft_time": 0.0}
 
     def generate(self, prompt, sampling, max_new_tokens):
@@ -127,14 +128,12 @@ class SettingEngine(SpeculativeEngine):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from jakiro.base_models import load_base_model
-    from jakiro.evaluation.answering import answer_question, answer_record, check_resumable, warm_up
+    from jakiro.evaluation.answering import answer_interleaved
     from jakiro.evaluation.contenders import Contender
     from jakiro.evaluation.engines import PlainEngine
     from jakiro.evaluation.environment import run_meta
-    from jakiro.evaluation.files import append_jsonl, tidy_answer_file, write_json_atomic, write_text_atomic
+    from jakiro.evaluation.files import write_json_atomic, write_text_atomic
     from jakiro.evaluation.questions import load_questions
     from jakiro.evaluation.report import build_report
     from jakiro.heads import resolve_head_path
@@ -165,23 +164,8 @@ def run(args: argparse.Namespace) -> int:
         head = adapters[engine.setting.adapter] if isinstance(engine, SettingEngine) else None
         metas[name] = run_meta("kangaroo.sweep", engine.device, {**common, **engine.settings()}, model_id=name,
                                head=head)
-    done = None
-    for name in engines:
-        answered = check_resumable(files[name], metas[name]["settings"])
-        done = answered if done is None else done & answered
-    todo = [q for q in questions if q.question_id not in done]
-    if todo and args.warmup > 0:
-        for engine in engines.values():
-            warm_up(engine, tokenizer, todo[0], plan, args.warmup)
-    for engine in engines.values():
-        if isinstance(engine, SettingEngine):
-            engine.reset_counts()  # drafting totals cover the timed questions only
-    for question in tqdm(todo, desc="sweep", unit="question", disable=args.no_progress):
-        for name, engine in engines.items():
-            append_jsonl(files[name], answer_record(question, name, answer_question(engine, tokenizer, question, plan),
-                                                    metas[name]))
-    for path in files.values():
-        tidy_answer_file(path)
+    # interleaved: every setting on a question, in order; drafting totals cover the timed questions only
+    answer_interleaved(engines, files, metas, questions, tokenizer, plan, args.warmup, not args.no_progress, "sweep")
 
     contenders = [Contender(name, name, lambda w: None) for name in engines]
     meta = run_meta("kangaroo.sweep", engines[REFERENCE].device, common,
