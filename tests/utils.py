@@ -159,3 +159,34 @@ def decouple_experts(ea_model, strength: float = 10.0, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         output.weight.copy_(torch.randn(output.weight.shape, generator=generator) * strength / output.weight.shape[1] ** 0.5)
+
+
+def start_drafter(ea, base, prompt, rounds: int):
+    """Start the drafter on ``prompt`` and (for rounds=2) feed it one accepted round; return the context."""
+    drafter = ea.drafter
+    ids = prompt[0].tolist() + [5]
+    with torch.no_grad():
+        feats = base.model(prompt).last_hidden_state[0]
+    drafter.start(prompt, feats[None], capacity=128)
+    if rounds == 2:
+        drafter.propose(ids[-1])
+        ids += [17, 9]  # the target accepted root 5 and draft 17; 9 is the new root
+        with torch.no_grad():
+            feats = base.model(torch.tensor([ids[:-1]])).last_hidden_state[0]
+        drafter.accept(torch.tensor([ids[-3:-1]]), feats[None, -2:])
+    return ids, feats
+
+
+def sample_new_tokens(ea_model, prompt: torch.Tensor, setting: dict, runs: int, length: int = 3, seed: int = 1):
+    """``runs`` sampled generations of ``length`` new tokens (torch seeded once with ``seed``): how often each
+    tuple of new tokens came out, and how many drafts the first round accepted (0, 1, 2 or more as 2)."""
+    from collections import Counter
+
+    torch.manual_seed(seed)
+    counts: Counter = Counter()
+    accepted_in_first_round: Counter = Counter()
+    for _ in range(runs):
+        out = ea_model.eagenerate(prompt, max_new_tokens=length, **setting)
+        counts[tuple(out[0, prompt.shape[1]:].tolist())] += 1
+        accepted_in_first_round[min(ea_model.last_stats.accept_lengths[0] - 1, 2)] += 1
+    return counts, accepted_in_first_round

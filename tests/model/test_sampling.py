@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
 from jakiro.errors import ConfigError
 from jakiro.model.ea_model import EaModel
 from jakiro.model.sampling import SamplingConfig
-from tests.utils import build_base, chi_square_pvalue, decouple_experts, make_oracle, method_options, reference_probs
+from tests.utils import (build_base, chi_square_pvalue, decouple_experts, make_oracle, method_options, reference_probs,
+                         sample_new_tokens)
 
 VOCAB = 16
 PROMPT = torch.tensor([[3, 1, 4, 1, 5]])
@@ -57,14 +56,8 @@ def test_eagenerate_sampling_is_lossless(small_vocab_base, variant, setting):
     make_oracle(ea)  # drafts the base's likely tokens: acceptance in the tree is frequent
     if ea.method == "jakiro_star":
         decouple_experts(ea, strength=3.0)
-    torch.manual_seed(1)
     runs = 1200
-    counts: Counter = Counter()
-    accepted_in_first_round: Counter = Counter()
-    for _ in range(runs):
-        out = ea.eagenerate(PROMPT, max_new_tokens=3, **setting)
-        counts[tuple(out[0, PROMPT.shape[1]:].tolist())] += 1
-        accepted_in_first_round[min(ea.last_stats.accept_lengths[0] - 1, 2)] += 1
+    counts, accepted_in_first_round = sample_new_tokens(ea, PROMPT, setting, runs)
     exact = exact_joint(base, PROMPT, setting)
     pvalue = chi_square_pvalue(counts, exact)
     print(f"eagenerate {variant} {setting}: p = {pvalue:.4f}, "

@@ -11,7 +11,7 @@ from jakiro.errors import ConfigError
 from jakiro.model.ea_model import EaModel
 from jakiro.model.tree import CandidatePool
 from jakiro.model.tree_drafter import TreeDrafter
-from tests.utils import random_prompt
+from tests.utils import random_prompt, start_drafter
 
 
 class PoolRecorder:
@@ -55,22 +55,6 @@ class PathOracle:
 
     def logp(self, path, branch="mix") -> torch.Tensor:
         return torch.log_softmax(self.head.logits(self.output(path, branch)).float(), dim=-1)
-
-
-def start_drafter(ea, base, prompt, rounds: int):
-    """Start the drafter on ``prompt`` and (for rounds=2) feed it one accepted round; return the context."""
-    drafter = ea.drafter
-    ids = prompt[0].tolist() + [5]
-    with torch.no_grad():
-        feats = base.model(prompt).last_hidden_state[0]
-    drafter.start(prompt, feats[None], capacity=128)
-    if rounds == 2:
-        drafter.propose(ids[-1])
-        ids += [17, 9]  # the target accepted root 5 and draft 17; 9 is the new root
-        with torch.no_grad():
-            feats = base.model(torch.tensor([ids[:-1]])).last_hidden_state[0]
-        drafter.accept(torch.tensor([ids[-3:-1]]), feats[None, -2:])
-    return ids, feats
 
 
 def node_paths(tokens, parents):

@@ -11,7 +11,7 @@ from jakiro.errors import ConfigError
 from jakiro.model.ea_model import EaModel
 from jakiro.model.tree import CandidatePool
 from jakiro_star.model.drafter import DecouplingStats, JakiroStarDrafter, merge_expert_candidates
-from tests.utils import decouple_experts, random_prompt
+from tests.utils import decouple_experts, random_prompt, start_drafter
 
 
 def reference_merge(rankings: list[list[int]], order: list[int], width: int) -> list[tuple[int, int]]:
@@ -74,16 +74,7 @@ class ExpertPaths:
 def propose_checked(ea, base, prompt, rounds: int):
     """Start the drafter (and for rounds=2 feed it one accepted round); return the next tree, experts and context."""
     drafter = ea.drafter
-    ids = prompt[0].tolist() + [5]
-    with torch.no_grad():
-        feats = base.model(prompt).last_hidden_state[0]
-    drafter.start(prompt, feats[None], capacity=128)
-    if rounds == 2:
-        drafter.propose(ids[-1])
-        ids += [17, 9]
-        with torch.no_grad():
-            feats = base.model(torch.tensor([ids[:-1]])).last_hidden_state[0]
-        drafter.accept(torch.tensor([ids[-3:-1]]), feats[None, -2:])
+    ids, feats = start_drafter(ea, base, prompt, rounds)
     experts = []
     original = drafter.decoupling.record
     drafter.decoupling.record = lambda tree, owners: experts.append(owners) or original(tree, owners)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
 from tests.kangaroo.helpers import make_kangaroo
 from tests.model.test_sampling import VOCAB, exact_joint
-from tests.utils import build_base, chi_square_pvalue
+from tests.utils import build_base, chi_square_pvalue, sample_new_tokens
 
 PROMPT = torch.tensor([[3, 1, 4, 1, 5]])
 # (tree levels, setting): the chain and the tree, each under plain sampling and a truncating filter
@@ -33,14 +31,8 @@ def test_eagenerate_sampling_is_lossless(small_vocab_base, tree_levels, setting)
     residual draw) or the second round."""
     base = small_vocab_base
     ea = make_kangaroo(base, exit_layer=1, threshold=0.0, steps=3, tree_levels=tree_levels, sharpness=1.0)
-    torch.manual_seed(1)
     runs = 800
-    counts: Counter = Counter()
-    accepted_in_first_round: Counter = Counter()
-    for _ in range(runs):
-        out = ea.eagenerate(PROMPT, max_new_tokens=3, **setting)
-        counts[tuple(out[0, PROMPT.shape[1]:].tolist())] += 1
-        accepted_in_first_round[min(ea.last_stats.accept_lengths[0] - 1, 2)] += 1
+    counts, accepted_in_first_round = sample_new_tokens(ea, PROMPT, setting, runs)
     pvalue = chi_square_pvalue(counts, exact_joint(base, PROMPT, setting))
     print(f"kangaroo {setting} tree_levels={tree_levels}: p = {pvalue:.4f}, "
           f"first-round accepted drafts {dict(sorted(accepted_in_first_round.items()))}")
