@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.jsonl import read_jsonl, write_jsonl  # noqa: F401  (read_jsonl: for the tests of this folder)
 from tests.helpers.tiny_models import build_tiny_tokenizer, save_tiny_base, save_tiny_head
 
 QUESTIONS = [
     {"question_id": 1, "category": "writing", "turns": ["write a short poem about the sea", "now make it rhyme"]},
     {"question_id": 2, "category": "math", "turns": ["what is two plus two", "explain your answer step by step please"]},
 ]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,6 +12,7 @@ import torch
 from jakiro.evaluation import compare
 from jakiro.evaluation.contenders import CONTENDERS
 from jakiro_star.evaluation import gen_baseline_answer, gen_ea_answer
+from tests.helpers.jsonl import read_jsonl, write_jsonl
 from tests.helpers.tiny_models import save_tiny_base, save_tiny_head
 
 QUESTIONS = [
@@ -26,26 +27,20 @@ def models(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("star-eval")
     base = save_tiny_base(root / "base")
-    questions = root / "questions" / "question.jsonl"
-    questions.parent.mkdir()
-    questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    questions = write_jsonl(root / "questions" / "question.jsonl", QUESTIONS)
     return {"base": base, "jakiro_star": save_tiny_head(base, root / "star", method="jakiro_star"),
             "jakiro": save_tiny_head(base, root / "jakiro"), "questions": questions}
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_answers_for_both_trees_equal_the_baseline(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     base_args = ["--base-model-path", str(models["base"]), "--bench-name", str(models["questions"]), *COMMON]
     assert gen_baseline_answer.main([*base_args, "--answer-file", "base.jsonl"]) == 0
-    baseline = {r["question_id"]: r["choices"][0]["turns"] for r in lines(tmp_path / "base.jsonl")}
+    baseline = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl(tmp_path / "base.jsonl")}
     for tree, model_id, nodes in (("static", "jakiro_star-base-temperature-0.0", 27),
                                   ("dynamic", "jakiro_star-dynamic-base-temperature-0.0", None)):
         assert gen_ea_answer.main([*base_args, "--ea-model-path", str(models["jakiro_star"]), "--tree", tree]) == 0
-        records = lines(tmp_path / "answers" / "questions" / f"{model_id}.jsonl")
+        records = read_jsonl(tmp_path / "answers" / "questions" / f"{model_id}.jsonl")
         settings = records[0]["meta"]["settings"]
         assert settings["engine"] == "jakiro_star" and settings["tree"] == tree
         assert settings.get("static_tree_nodes") == nodes
@@ -93,7 +88,7 @@ def test_compare_runs_both_jakiro_star_contenders(models, tmp_path):
     for name in stats:
         decoupling = stats[name]["decoupling"]
         assert decoupling["rounds"] > 0 and 0.0 <= decoupling["mixed_level_share"] <= 1.0
-    settings = {name: lines(tmp_path / "answers" / f"{name}.jsonl")[0]["meta"]["settings"]
+    settings = {name: read_jsonl(tmp_path / "answers" / f"{name}.jsonl")[0]["meta"]["settings"]
                 for name in ("jakiro-star", "jakiro-star-dynamic")}
     assert settings["jakiro-star"]["tree"] == "static" and settings["jakiro-star"]["static_tree_nodes"] == 12
     assert settings["jakiro-star-dynamic"]["tree"] == "dynamic"

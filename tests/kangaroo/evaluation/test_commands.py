@@ -13,6 +13,7 @@ from jakiro.evaluation import compare, speed
 from jakiro.evaluation.contenders import CONTENDERS
 from kangaroo.evaluation import gen_baseline_answer, gen_ea_answer
 from kangaroo.model.adapter import new_adapter
+from tests.helpers.jsonl import read_jsonl, write_jsonl
 from tests.helpers.tiny_models import save_tiny_base, save_tiny_head
 
 # MT-bench categories and a Spec-Bench task: reports group the first three as one `mt_bench` task too
@@ -31,15 +32,9 @@ def models(tmp_path_factory):
     base_dir = save_tiny_base(root / "base")
     base, _ = load_base_model(str(base_dir), torch_dtype="float32")
     new_adapter(base, seed=0, exit_layer=1, threshold=0.3, steps=4).save_pretrained(root / "kangaroo")
-    questions = root / "questions" / "question.jsonl"
-    questions.parent.mkdir()
-    questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    questions = write_jsonl(root / "questions" / "question.jsonl", QUESTIONS)
     return {"base": base_dir, "kangaroo": root / "kangaroo", "jakiro": save_tiny_head(base_dir, root / "jakiro"),
             "questions": questions}
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_answers_baseline_and_per_task_speed(models, tmp_path, monkeypatch, capsys):
@@ -48,12 +43,12 @@ def test_answers_baseline_and_per_task_speed(models, tmp_path, monkeypatch, caps
     assert gen_ea_answer.main([*base_args, "--ea-model-path", str(models["kangaroo"]), "--steps", "3",
                                "--tree-levels", "1"]) == 0
     answers = tmp_path / "answers" / "questions" / "kangaroo-l1-t0.3-s3-tree1x2-base-temperature-0.0.jsonl"
-    records = lines(answers)
+    records = read_jsonl(answers)
     settings = records[0]["meta"]["settings"]
     assert (settings["threshold"], settings["steps"], settings["exit_layer"], settings["tree_levels"]) == (0.3, 3, 1, 1)
     assert settings["engine"] == "kangaroo" and settings["max_path_drafts"] == 3
     assert gen_baseline_answer.main([*base_args, "--threshold", "0.9", "--answer-file", "base.jsonl"]) == 0
-    baseline = {r["question_id"]: r["choices"][0]["turns"] for r in lines(tmp_path / "base.jsonl")}
+    baseline = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl(tmp_path / "base.jsonl")}
     assert {r["question_id"]: r["choices"][0]["turns"] for r in records} == baseline  # lossless greedy
 
     assert speed.main([str(answers), "--baseline", "base.jsonl", "--output", "speed.json"]) == 0
