@@ -49,3 +49,15 @@ def assert_same_weights(head_a: Path, head_b: Path) -> None:
     assert set(a) == set(b)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def assert_greedy_matches_base(ea_model, base_dir: Path, texts: list[str], max_new_tokens: int = 20) -> None:
+    """Greedy speculative decoding with a trained head gives, for every prompt, exactly the base model's own
+    greedy ``generate`` (the lossless guarantee, checked on the exported head)."""
+    from jakiro import load_base_model
+
+    base, tokenizer = load_base_model(str(base_dir))
+    for text in texts:
+        prompt = torch.tensor([tokenizer(text)["input_ids"]])
+        expected = base.generate(prompt, do_sample=False, max_new_tokens=max_new_tokens)
+        assert torch.equal(ea_model.eagenerate(prompt, max_new_tokens=max_new_tokens), expected), text

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 import jakiro.train.main as train_main
 import jakiro.train.recipe as recipe
-from jakiro import EaModel, load_base_model
-from tests.helpers.training import assert_same_weights, interrupted_on_call
+from jakiro import EaModel
+from tests.helpers.training import assert_greedy_matches_base, assert_same_weights, interrupted_on_call
 
 TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
          "--tau-prompts", "0"]
@@ -41,10 +41,7 @@ def test_train_export_load_and_stay_lossless(tiny_data, tiny_base_dir, tmp_path,
     head_config = json.loads((out / "head" / "config.json").read_text())
     assert head_config["method"] == ("eagle2" if variant[:2] == ["--num-experts", "1"] else "jakiro")
     ea = EaModel.from_pretrained(str(tiny_base_dir), str(out / "head"), total_token=12, depth=3, top_k=3)
-    base, tokenizer = load_base_model(str(tiny_base_dir))
-    prompt = torch.tensor([tokenizer("write a short poem about the sea")["input_ids"]])
-    expected = base.generate(prompt, do_sample=False, max_new_tokens=20)
-    assert torch.equal(ea.eagenerate(prompt, max_new_tokens=20), expected)
+    assert_greedy_matches_base(ea, tiny_base_dir, ["write a short poem about the sea"])
 
 
 def test_training_reduces_holdout_loss(tiny_data, tiny_base_dir, tmp_path):
@@ -128,9 +125,7 @@ def test_export_in_bf16_keeps_outputs_lossless(tiny_data, tiny_base_dir, tmp_pat
     weights = load_file(str(tmp_path / "shipped" / "model.safetensors"))
     assert weights["fc.weight"].dtype == torch.bfloat16
     ea = EaModel.from_pretrained(str(tiny_base_dir), str(tmp_path / "shipped"), total_token=10, depth=3, top_k=3)
-    base, tokenizer = load_base_model(str(tiny_base_dir))
-    prompt = torch.tensor([tokenizer("tell me a story about a small robot")["input_ids"]])
-    assert torch.equal(ea.eagenerate(prompt, max_new_tokens=16), base.generate(prompt, do_sample=False, max_new_tokens=16))
+    assert_greedy_matches_base(ea, tiny_base_dir, ["tell me a story about a small robot"], max_new_tokens=16)
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "17", "two", "1.5"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import kangaroo.train.main as train_main
 import kangaroo.train.recipe as recipe
-from jakiro import EaModel, load_base_model
+from jakiro import EaModel
 from kangaroo.model.drafter import KangarooDrafter
 from kangaroo.train.metrics import replay_rounds
-from tests.helpers.training import assert_same_weights, interrupted_on_call
+from tests.helpers.training import assert_greedy_matches_base, assert_same_weights, interrupted_on_call
 
 TRAIN = ["--exit-layer", "1", "--epochs", "2", "--batch-size", "2", "--lr", "3e-3", "--warmup-steps", "2",
          "--max-len", "64"]
@@ -43,11 +42,7 @@ def test_train_export_load_and_stay_lossless(kangaroo_data, tiny_base_dir, tmp_p
         assert config["draft_vocab_size"] == 20 and (config["threshold"], config["steps"]) == (0.2, 3)
     ea = EaModel.from_pretrained(str(tiny_base_dir), str(out / "head"))
     assert isinstance(ea.drafter, KangarooDrafter)
-    base, tokenizer = load_base_model(str(tiny_base_dir))
-    for text in ("write a short poem about the sea", "tell me a story"):
-        prompt = torch.tensor([tokenizer(text)["input_ids"]])
-        expected = base.generate(prompt, do_sample=False, max_new_tokens=20)
-        assert torch.equal(ea.eagenerate(prompt, max_new_tokens=20), expected)
+    assert_greedy_matches_base(ea, tiny_base_dir, ["write a short poem about the sea", "tell me a story"])
 
 
 def test_training_improves_the_adapter(kangaroo_data, tiny_base_dir, tmp_path):
