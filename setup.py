@@ -22,7 +22,8 @@ setup(
                                               "kangaroo.*"], exclude=["*.__pycache__"]),
     package_data={"jakiro.data.mt_bench": ["question.jsonl"], "jakiro.data.spec_bench": ["question.jsonl"],
                   "jakiro.shipped_heads": ["*/*"], "jakiro.train.configs": ["*.json"], "jakiro.train": ["ds_config.json"],
-                  "jakiro_star.train.configs": ["*.json"], "kangaroo.train.configs": ["*.json"]},
+                  "jakiro_star.train.configs": ["*.json"], "kangaroo.train.configs": ["*.json"],
+                  "jakiro.model.csrc": ["*.cpp"]},
     include_package_data=False,
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines()
                       if line and not line.startswith("#")],

@@ -153,7 +153,7 @@ def measure_forward_costs(model: nn.Module, sizes: Iterable[int], prefix: int = 
         if "fast" in med:
             entry.fast_ms, entry.fast_steps = med["fast"], med["fast"] / med["step"]
             entry.fast_eager = bench.fast.fast.eager_logits
-            shared_packed_linears(model).release()  # one packed copy at a time
+            shared_packed_linears(model).release(keep_panels=True)  # one MKL copy at a time; panels serve all
         table.entries.append(entry)
         if progress is not None:
             progress(size)

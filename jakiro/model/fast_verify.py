@@ -8,12 +8,16 @@ off) and their KV entries are dropped by `commit`, like those of any rejected no
 a padding row (the mask hides them), so padding changes nothing but the row count of the products.
 
 With few rows the output head (a large share of a small model's weights) is also run once over all
-rows with packed weights, instead of once per visited node (`NodeLogits`'s lazy rows, each a full read).
+rows with packed weights, instead of once per visited node (`NodeLogits`'s lazy rows, each a full read),
+and attention reads grouped-query K/V without copying them per head (`grouped_attention`).
 """
 
 from __future__ import annotations
 
+import os
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -21,6 +25,7 @@ from torch import nn
 from .fast_linear import PackedLinears, decoder_linears, mkl_packing_available
 from .tree import DraftTree
 
+GQA_SWITCH = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' own switch: SDPA reads grouped K/V as they are
 EAGER_LOGIT_ROWS = 16  # up to this many rows one packed product of the output head beats per-node products
 
 _SHARED: "weakref.WeakKeyDictionary[nn.Module, PackedLinears]" = weakref.WeakKeyDictionary()
@@ -42,6 +47,24 @@ def fast_verify_supported(model: nn.Module) -> bool:
     """The fast forward applies: fp32 weights on CPU and a torch build with MKL's packed linear ops."""
     weight = model.get_output_embeddings().weight
     return weight.device.type == "cpu" and weight.dtype == torch.float32 and mkl_packing_available()
+
+
+@contextmanager
+def grouped_attention() -> Iterator[None]:
+    """Let `transformers`' SDPA attention read grouped-query K/V directly (``enable_gqa``) for a tree's rows.
+
+    By default it copies every layer's cached keys and values ``heads / kv_heads`` times (``repeat_kv``)
+    whenever a mask is given and more than one row is queried: for a tree after a few hundred cached tokens
+    that is tens of MB written per forward. The result is the same attention (the kernel reads each K/V
+    head for its group of query heads). Set only during the block, unless the user set it already."""
+    if GQA_SWITCH in os.environ:
+        yield
+        return
+    os.environ[GQA_SWITCH] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(GQA_SWITCH, None)
 
 
 class FastVerify:

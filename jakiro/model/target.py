@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .fast_verify import FastVerify, fast_verify_supported
+from .fast_verify import FastVerify, fast_verify_supported, grouped_attention
 from .kv_cache import TreeKVCache
 from .tree import DraftTree
 
@@ -126,7 +126,7 @@ class TargetRunner:
         fast, size = self.fast, len(tree)
         fast.prepare()
         tokens, positions, allowed = fast.inputs(tree, start, self.device)
-        with fast.linears.active():
+        with fast.linears.active(), grouped_attention():
             hidden = self._forward(tokens, positions, self._additive(allowed))[0]
             logits = self.lm_head(hidden) if fast.eager_logits else None
         return NodeLogits(hidden[:size], self.lm_head, logits), hidden[:size]

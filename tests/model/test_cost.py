@@ -25,7 +25,9 @@ def test_measure_forward_costs_on_a_tiny_model(tiny_base):
     for entry in table.entries[1:]:
         assert entry.verify_ms > 0 and entry.head_row_ms > 0
         assert (entry.fast_ms is not None) == mkl_packing_available()
-    assert shared_packed_linears(base).rows == (), "packed copies are released after measuring"
+    packed = shared_packed_linears(base)
+    if packed.backend == "mkl":
+        assert packed.rows == (), "MKL's per-row-count copies are released after measuring"
     with pytest.raises(ValueError, match="positive"):
         measure_forward_costs(base, [0, 2])
 

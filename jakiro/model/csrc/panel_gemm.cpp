@@ -1,0 +1,138 @@
+// Matrix products of a few rows by a large fp32 weight: y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).
+//
+// For the handful of rows of a draft tree the product is bound by streaming the weight from memory; a general
+// GEMM (MKL's sgemm, even with pre-packed weights) keeps the CPU busy with blocking meant for big products
+// and reads the weight at half the speed a one-row product does. Here the weight is stored once as panels of
+// VEC output columns, each panel holding all K inputs contiguously ([P][K][VEC], `pack_panels`), and every
+// step reads a few panels side by side while all rows of a group accumulate in registers: each weight byte is
+// read once per group of rows (row groups reuse the panels from L2), and the reads are long sequential
+// streams. Every output is one fp32 fused multiply-add chain over k in order, so the result is deterministic
+// and differs from other fp32 products only by rounding.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#if defined(__AVX512F__)
+constexpr int VEC = 16;        // floats per vector register
+constexpr int REGISTERS = 32;  // vector registers
+#else
+constexpr int VEC = 8;
+constexpr int REGISTERS = 16;
+#endif
+constexpr int MAX_GROUP = REGISTERS >= 32 ? 8 : 4;  // rows accumulated together
+typedef float vec_t __attribute__((vector_size(VEC * sizeof(float))));
+
+// Panels read side by side for a group of g rows: as many as the registers hold next to g accumulators each.
+constexpr int panels_for(int g) {
+  return std::max(1, std::min(8, (REGISTERS - 2) / (g + 1)));
+}
+
+torch::Tensor pack_panels(torch::Tensor weight) {
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat32, "pack_panels: a 2-D fp32 weight");
+  const int64_t n = weight.size(0), k = weight.size(1), panels = (n + VEC - 1) / VEC;
+  auto padded = torch::zeros({panels * VEC, k}, weight.options());
+  padded.narrow(0, 0, n).copy_(weight);
+  return padded.view({panels, VEC, k}).transpose(1, 2).contiguous();  // [panels][k][VEC]
+}
+
+int64_t panel_width() { return VEC; }
+
+template <int G, int PAN>
+static void group_kernel(const float* x, const float* packed, float* y, int64_t n, int64_t k, int64_t first,
+                         int64_t last) {
+  for (int64_t p = first; p < last; p += PAN) {
+    const int count = (int)std::min<int64_t>(PAN, last - p);
+    vec_t acc[G][PAN];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+      for (int j = 0; j < PAN; ++j) acc[g][j] = (vec_t){0};
+    const float* base = packed + p * k * VEC;
+    if (count == PAN) {
+      for (int64_t i = 0; i < k; ++i) {
+        vec_t b[PAN];
+#pragma GCC unroll 8
+        for (int j = 0; j < PAN; ++j) __builtin_memcpy(&b[j], base + (j * k + i) * VEC, sizeof(vec_t));
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) {
+          const float xs = x[g * k + i];
+#pragma GCC unroll 8
+          for (int j = 0; j < PAN; ++j) acc[g][j] += b[j] * xs;
+        }
+      }
+    } else {  // the last few panels: one at a time
+      for (int j = 0; j < count; ++j) {
+        for (int64_t i = 0; i < k; ++i) {
+          vec_t b;
+          __builtin_memcpy(&b, base + (j * k + i) * VEC, sizeof(vec_t));
+#pragma GCC unroll 8
+          for (int g = 0; g < G; ++g) acc[g][j] += b * x[g * k + i];
+        }
+      }
+    }
+    for (int j = 0; j < count; ++j) {
+      const int64_t col = (p + j) * VEC;
+      const int lanes = (int)std::min<int64_t>(VEC, n - col);
+      for (int g = 0; g < G; ++g)
+        for (int l = 0; l < lanes; ++l) y[g * n + col + l] = acc[g][j][l];
+    }
+  }
+}
+
+template <int G>
+static void run_group(const float* x, const float* packed, float* y, int64_t n, int64_t k, int64_t first,
+                      int64_t last) {
+  group_kernel<G, panels_for(G)>(x, packed, y, n, k, first, last);
+}
+
+static void run_rows(int rows, const float* x, const float* packed, float* y, int64_t n, int64_t k, int64_t first,
+                     int64_t last) {
+  switch (rows) {
+    case 1: run_group<1>(x, packed, y, n, k, first, last); break;
+    case 2: run_group<2>(x, packed, y, n, k, first, last); break;
+    case 3: run_group<3>(x, packed, y, n, k, first, last); break;
+    case 4: run_group<4>(x, packed, y, n, k, first, last); break;
+#if defined(__AVX512F__)
+    case 5: run_group<5>(x, packed, y, n, k, first, last); break;
+    case 6: run_group<6>(x, packed, y, n, k, first, last); break;
+    case 7: run_group<7>(x, packed, y, n, k, first, last); break;
+    case 8: run_group<8>(x, packed, y, n, k, first, last); break;
+#endif
+    default: TORCH_CHECK(false, "panel_linear: bad row group ", rows);
+  }
+}
+
+torch::Tensor panel_linear(torch::Tensor x, torch::Tensor packed, int64_t n, c10::optional<torch::Tensor> bias) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && packed.scalar_type() == torch::kFloat32,
+              "panel_linear: fp32 input and weights");
+  TORCH_CHECK(packed.dim() == 3 && packed.size(2) == VEC && packed.size(1) == x.size(-1),
+              "panel_linear: packed weight does not match the input");
+  auto rows2d = x.reshape({-1, x.size(-1)}).contiguous();
+  const int64_t m = rows2d.size(0), k = rows2d.size(1), panels = packed.size(0);
+  auto y = torch::empty({m, n}, rows2d.options());
+  const float* xp = rows2d.data_ptr<float>();
+  const float* wp = packed.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  // a block of panels is swept by every row group while it sits in cache; a multiple of the first group's step
+  const int64_t block = panels_for((int)std::min<int64_t>(MAX_GROUP, std::max<int64_t>(m, 1))) * 8;
+  at::parallel_for(0, (panels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * block, last = std::min(panels, first + block);
+      for (int64_t row = 0; row < m; row += MAX_GROUP) {  // row groups reuse this block's panels from cache
+        const int rows = (int)std::min<int64_t>(MAX_GROUP, m - row);
+        run_rows(rows, xp + row * k, wp, yp + row * n, n, k, first, last);
+      }
+    }
+  });
+  if (bias.has_value() && bias->defined()) y.add_(*bias);
+  auto shape = x.sizes().vec();
+  shape.back() = n;
+  return y.view(shape);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("pack_panels", &pack_panels, "weight [N, K] -> panels [ceil(N/VEC), K, VEC]");
+  module.def("panel_linear", &panel_linear, "x [..., K] @ weight.T (+ bias) from panels");
+  module.def("panel_width", &panel_width, "VEC");
+}
