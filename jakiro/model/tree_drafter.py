@@ -46,6 +46,15 @@ class TreeDrafter(Drafter):
         self.cache: PreallocatedLayer | None = None
 
     @property
+    def width(self) -> int:
+        """Nodes expanded per level and children per node: ``top_k``, but never more than the tree's ``total_token - 1``
+        draft nodes. A node outranked by that many others of its level (or a child by that many siblings)
+        can never be among the best ``total_token - 1`` candidates, so the narrower growth selects the same
+        tree while every draft forward runs fewer rows."""
+        width = min(self.top_k, self.model.draft_vocab_size)
+        return min(width, self.total_token - 1) if self.total_token >= 2 else width
+
+    @property
     def forwards_per_round(self) -> int:
         return self.depth if self.cepd else self.depth + 1
 
@@ -78,7 +87,7 @@ class TreeDrafter(Drafter):
     def propose(self, root_token: int) -> DraftTree:
         model, depth = self.model, self.depth
         device = self.pending_features.device
-        k = min(self.top_k, model.draft_vocab_size)
+        k = self.width
         tokens = torch.cat((self.pending_tokens, torch.tensor([[root_token]], device=device)), dim=1)
         new = tokens.shape[1]
         self.cache.crop(self.stable)

@@ -156,3 +156,26 @@ def test_forwards_per_round_and_errors(tiny_base):
     assert not eagle.drafter.cepd
     with pytest.raises(ConfigError, match="contrastive"):
         TreeDrafter(eagle.ea_layer, cepd=True)
+
+
+@pytest.mark.parametrize("budget,depth", [(4, 3), (8, 5), (6, 1)])
+def test_width_capped_by_the_budget_selects_the_same_tree(tiny_base, budget, depth):
+    """Expanding more than total_token-1 nodes per level (or children per node) can never change the tree."""
+    base = tiny_base("llama", logit_scale=8.0)
+    prompt = random_prompt(4, base.config.vocab_size, low=4)
+    trees = []
+    for total_token in (budget, 60):
+        ea = EaModel.from_base_model(base, seed=1, total_token=total_token, depth=depth, top_k=10,
+                                     draft_dtype="float32")
+        drafter = ea.drafter
+        ids, _ = start_drafter(ea, base, prompt, rounds=2)
+        tree = drafter.propose(ids[-1])
+        if total_token == 60:  # the uncapped pool cut to the budget
+            nodes = tree.budget_subset(budget).sort().values  # tree (pool) order
+            tree = (tree.tokens[nodes].tolist(), [nodes.tolist().index(p) if p >= 0 else -1
+                                                  for p in tree.parents[nodes].tolist()])
+        else:
+            assert drafter.width == min(10, budget - 1)
+            tree = (tree.tokens.tolist(), tree.parents.tolist())
+        trees.append(tree)
+    assert trees[0] == trees[1]
