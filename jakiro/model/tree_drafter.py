@@ -26,8 +26,8 @@ class TreeDrafter(Drafter):
     def __init__(self, model: JakiroDraftModel, total_token: int = 60, depth: int = 5, top_k: int = 10,
                  cepd: bool | None = None, legacy_cepd_alignment: bool = False,
                  draft_dtype: str | torch.dtype | None = None):
-        """``draft_dtype``: the dtype the head drafts in (None = its own; ``"auto"`` = bf16 on a CPU with
-        native bf16, see `draft_precision`); drafting in another dtype uses a converted copy of the head."""
+        """``draft_dtype``: the dtype of the weights the head drafts with (None = its own; ``"auto"`` = bf16 on
+        CPU where that is cheaper, see `draft_precision`); another dtype drafts with a converted copy."""
         if depth < 1:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         if top_k < 1:
@@ -66,10 +66,11 @@ class TreeDrafter(Drafter):
         self.model = self._copy.get()  # the head itself, or its copy in draft_dtype (rebuilt if the head changed)
         self.cache = PreallocatedLayer(capacity + self.depth * self.top_k + 1)
         self.stable = 0
-        self.pending_tokens, self.pending_features = input_ids[:, 1:], features.to(self.draft_dtype)
+        self.pending_tokens, self.pending_features = input_ids[:, 1:], features.to(self._copy.activation_dtype)
 
     def accept(self, accepted_ids: torch.Tensor, accepted_features: torch.Tensor) -> None:
-        self.pending_tokens, self.pending_features = accepted_ids[:, 1:], accepted_features.to(self.draft_dtype)
+        self.pending_tokens = accepted_ids[:, 1:]
+        self.pending_features = accepted_features.to(self._copy.activation_dtype)
 
     def _mask(self, rows: int, tree_block: torch.Tensor | None) -> torch.Tensor:
         """Boolean attention mask [1,1,rows,stable+tree]: every verified position plus the tree block."""
@@ -136,7 +137,7 @@ class TreeDrafter(Drafter):
 
 def make_tree_drafter(ea_model) -> TreeDrafter:
     """The registry's drafter for Jakiro and EAGLE-2 heads (options: ``cepd``, ``legacy_cepd_alignment``,
-    ``draft_dtype`` (default ``"auto"``: bf16 on a CPU with native bf16))."""
+    ``draft_dtype`` (default ``"auto"``: bf16 weights on CPU where that is cheaper))."""
     options = dict(ea_model.drafter_options)
     unknown = set(options) - {"cepd", "legacy_cepd_alignment", "draft_dtype"}
     if unknown:

@@ -1,5 +1,6 @@
-"""Drafting in bf16: a converted copy of the head that follows the head's weights, drafts close to the fp32
-head, and leaves generation lossless (greedy token-identical to `generate`, whatever the draft dtype)."""
+"""Drafting with bf16 weights: a converted copy of the head (bf16 weight panels, or the whole head in bf16) that
+follows the head's weights, drafts close to the fp32 head, and leaves generation lossless (greedy token-identical
+to `generate`, whatever the draft dtype)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from jakiro.errors import ConfigError
 from jakiro.model.draft_precision import DraftCopy, native_bf16_cpu, resolve_draft_dtype
 from jakiro.model.ea_model import EaModel
-from jakiro.model.fast_linear import onednn_packing_available
+from jakiro.model import draft_precision, panel_gemm
 from tests.utils import build_base, hf_greedy, make_oracle, random_prompt
 
 
@@ -24,7 +25,8 @@ def test_draft_dtype_choice():
     head = ea.ea_layer
     assert resolve_draft_dtype(head, "float32") == torch.float32
     assert resolve_draft_dtype(head, torch.bfloat16) == torch.bfloat16
-    assert resolve_draft_dtype(head, "auto") == (torch.bfloat16 if native_bf16_cpu() else torch.float32)
+    cheaper = panel_gemm.load() is not None or native_bf16_cpu()
+    assert resolve_draft_dtype(head, "auto") == (torch.bfloat16 if cheaper else torch.float32)
     assert ea.drafter.draft_dtype == torch.float32 and ea.drafter.model is head
     with pytest.raises(ConfigError, match="draft_dtype 'int4'"):
         resolve_draft_dtype(head, "int4")
@@ -32,21 +34,35 @@ def test_draft_dtype_choice():
         make_ea(draft_dtype="int4")
 
 
+@pytest.mark.parametrize("way", ["panels", "whole-bf16"])
 @torch.no_grad()
-def test_copy_converts_the_head_shares_the_base_and_keeps_rope_in_fp32():
+def test_copy_has_bf16_weights_shares_the_base_and_keeps_rope_in_fp32(way, monkeypatch):
+    if way == "whole-bf16":  # a machine where the panel kernel cannot be built
+        monkeypatch.setattr(draft_precision, "_panel_kernel", lambda: None)
+    elif panel_gemm.load() is None:
+        pytest.skip(f"LOUD: the panel kernel could not be built here ({panel_gemm.load_error()})")
     head = make_ea(draft_dtype="float32").ea_layer
-    clone = DraftCopy(head, torch.bfloat16).get()
-    assert clone is not head and all(p.dtype == torch.bfloat16 for p in clone.parameters())
-    assert clone.embed_weight is head.embed_weight, "the base embedding is shared, not copied"
-    assert clone.head_weight.dtype == torch.bfloat16
+    draft = DraftCopy(head, torch.bfloat16)
+    assert (draft.kernel is not None) == (way == "panels")
+    clone = draft.get()
+    assert clone is not head and clone.embed_weight is head.embed_weight, "the base embedding is shared, not copied"
     assert clone.layers[0].self_attn.inv_freq.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in head.parameters()), "the head itself is untouched"
-    x = torch.randn(1, 5, head.config.hidden_size, dtype=torch.bfloat16)
     q = clone.layers[0].self_attn.q_proj
-    assert torch.equal(q(x), F.linear(x, q.weight)), "packed products equal F.linear"
-    assert torch.equal(clone.logits(x[0]), x[0] @ clone.head_weight.T)
-    if onednn_packing_available():
-        assert "forward" in q.__dict__, "the copy's products run on packed weights"
+    rounded = head.layers[0].self_attn.q_proj.weight.bfloat16()
+    if draft.kernel is not None:  # fp32 activations, bf16 weight panels behind every product
+        assert draft.activation_dtype == torch.float32 and "forward" in q.__dict__
+        x = torch.randn(1, 5, head.config.hidden_size)
+        torch.testing.assert_close(q(x), F.linear(x, rounded.float()), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(clone.logits(x[0]), x[0] @ head.head_weight.bfloat16().float().T,
+                                   atol=1e-4, rtol=1e-4)
+    else:  # the whole head in bf16 (oneDNN)
+        assert draft.activation_dtype == torch.bfloat16
+        assert all(p.dtype == torch.bfloat16 for p in clone.parameters()) and clone.head_weight.dtype == torch.bfloat16
+        x = torch.randn(1, 5, head.config.hidden_size, dtype=torch.bfloat16)
+        assert torch.equal(q(x), F.linear(x, q.weight)), "packed products equal F.linear"
+        assert torch.equal(clone.logits(x[0]), x[0] @ clone.head_weight.T)
+        assert torch.equal(q.weight, rounded)
 
 
 @torch.no_grad()
@@ -58,7 +74,9 @@ def test_copy_follows_changes_of_the_head():
     head.fc.weight.mul_(0.5)
     second = copy.get()
     assert second is not first
-    torch.testing.assert_close(second.fc.weight, head.fc.weight.bfloat16())
+    x = torch.randn(3, 2 * head.config.hidden_size)
+    torch.testing.assert_close(second.fc(x).float(), F.linear(x, head.fc.weight.bfloat16().float(), head.fc.bias),
+                               atol=0.05, rtol=0.02)
     assert DraftCopy(head, torch.float32).get() is head
 
 
@@ -72,7 +90,7 @@ def test_bf16_drafts_are_close_to_fp32_drafts():
             feats = ea.base_model.model(prompt).last_hidden_state
         ea.drafter.start(prompt, feats, capacity=64)
         trees.append(ea.drafter.propose(7))
-    assert bf16.drafter.pending_features.dtype == torch.bfloat16
+    assert bf16.drafter.pending_features.dtype == bf16.drafter._copy.activation_dtype
     assert trees[0].tokens[:4].tolist() == trees[1].tokens[:4].tolist(), "the best candidates agree"
 
 
