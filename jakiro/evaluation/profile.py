@@ -169,6 +169,19 @@ def round_rows(summary: dict) -> list[list[str]]:
 ROUND_HEADERS = ["variant", "draft", "verify", "bookkeeping", "round", "tau", "tau / round"]
 
 
+def fast_kernel_info(base) -> dict:
+    """Which products the fast forward used: the panel kernel (and its build) or MKL's packed weights."""
+    from ..model.fast_verify import fast_verify_supported, shared_packed_linears
+
+    if not fast_verify_supported(base):
+        return {"fast_kernel": None}
+    from ..model import panel_gemm
+
+    backend = shared_packed_linears(base).backend
+    return {"fast_kernel": backend, "fast_kernel_build": panel_gemm.build_name() if backend == "panels" else None,
+            "fast_kernel_error": panel_gemm.load_error()}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -194,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"## Forward cost (prefix {args.prefix} tokens, median of {args.repeats}, plain step "
           f"{table.entries[0].step_ms:.1f} ms)\n")
     print(markdown_table(COST_HEADERS, cost_rows(table)))
-    result = {"kind": "jakiro-profile", "meta": environment_info(device),
+    result = {"kind": "jakiro-profile", "meta": {**environment_info(device), **fast_kernel_info(base)},
               "settings": {"base_model": str(args.base_model_path), "dtype": dtype_name(base.dtype),
                            "threads": args.threads, "ks": list(ks), "prefix": args.prefix, "repeats": args.repeats},
               "forward_costs": table.as_dict()}

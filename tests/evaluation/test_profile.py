@@ -21,7 +21,8 @@ def test_profile_prints_and_records_both_tables(tiny_models, tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["kind"] == "jakiro-profile"
     assert record["meta"]["threads"] == 1 and record["settings"]["dtype"] == "float32"
-    assert {"torch", "transformers", "device", "cpu"} <= set(record["meta"])
+    assert {"torch", "transformers", "device", "cpu", "fast_kernel"} <= set(record["meta"])
+    assert record["meta"]["fast_kernel"] in ("panels", "mkl")
     entries = record["forward_costs"]["entries"]
     assert [e["rows"] for e in entries] == [1, 3, 6]
     assert entries[0]["verify_steps"] == pytest.approx(1.0) and all(e["step_ms"] > 0 for e in entries)

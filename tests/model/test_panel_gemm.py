@@ -57,3 +57,15 @@ def test_build_name_tracks_source_and_machine():
     name = panel_gemm.build_name()
     assert name.startswith("jakiro_panel_gemm_") and name == panel_gemm.build_name()
     assert panel_gemm.build_dir().name == name
+
+
+def test_bf16_weights_are_widened_and_summed_in_fp32(kernel):
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(70, 40, generator=gen).bfloat16()
+    panels = kernel.pack_panels(weight)
+    assert panels.dtype == torch.bfloat16
+    for rows in (1, 7, 12):
+        x = torch.randn(rows, 40, generator=gen)
+        got = kernel.panel_linear(x, panels, 70, None)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, F.linear(x, weight.float()), atol=1e-4, rtol=1e-4)
