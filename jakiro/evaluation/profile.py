@@ -233,7 +233,8 @@ def breakdown(args: argparse.Namespace, base, tokenizer, head: str) -> dict:
     summary = measure_rounds(models, ids, args.rounds, args.runs, progress=bar.update)
     bar.close()
     print(f"\n## Round breakdown in plain steps ({head}, tree {args.total_token} nodes, depth {args.depth}, "
-          f"top_k {args.top_k_tree}; {args.rounds} rounds x {args.runs} runs, plain step {summary['step_ms']:.1f} ms)\n")
+          f"top_k {args.top_k_tree}; {args.rounds} rounds x {args.runs} runs, "
+          f"plain step {summary['step_ms']:.1f} ms)\n")
     print(markdown_table(ROUND_HEADERS, round_rows(summary)))
     variants = {name: {"options": VARIANTS[name][0], "fast_verify": ea.fast_verify,
                        "draft_dtype": str(getattr(ea.drafter, "draft_dtype", "n/a")).replace("torch.", "")}

@@ -111,7 +111,8 @@ class DraftCopy:
                 buffer = module._buffers.get(name)
                 if buffer is not None and buffer.is_floating_point():
                     module._buffers[name] = buffer.to(self.dtype)
-        if self.dtype == torch.bfloat16 and next(clone.parameters()).device.type == "cpu" and onednn_packing_available():
+        on_cpu = next(clone.parameters()).device.type == "cpu"
+        if self.dtype == torch.bfloat16 and on_cpu and onednn_packing_available():
             pack_frozen_copy(clone)
         return clone
 

@@ -86,7 +86,8 @@ class FastVerify:
         """Pack the weights for ``rows`` (first use only; about one weight copy of memory)."""
         self.linears.pack(self.rows)
 
-    def inputs(self, tree: DraftTree, start: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, tree: DraftTree, start: int,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids [1, rows], positions [1, rows] and the boolean mask [rows, start + rows] of the padded tree."""
         size, pad = len(tree), self.rows - len(tree)
         tokens = tree.tokens.to(device)
