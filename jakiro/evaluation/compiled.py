@@ -56,10 +56,9 @@ class CompiledForward:
 
     def _build(self):
         folder = use_disk_compile_cache()
-        cached = folder.is_dir() and any(folder.iterdir())
         print(f"jakiro: compiling {type(self.model).__name__}.forward with torch.compile (mode={self.mode!r}, "
-              f"static KV cache) for the hf-compiled baseline; the first call of each new shape compiles "
-              f"({'reusing' if cached else 'filling'} the on-disk cache {folder})", file=sys.stderr, flush=True)
+              f"static KV cache) for the hf-compiled baseline: a minute or more the first time, seconds once "
+              f"the on-disk cache {folder} holds it", file=sys.stderr, flush=True)
         return torch.compile(self.model.forward, mode=self.mode, fullgraph=self.fullgraph, dynamic=self.dynamic)
 
     @contextmanager
