@@ -20,7 +20,7 @@ from pathlib import Path
 from ..base_models import DEFAULT_BASE_MODEL
 from ..errors import ConfigError
 from .cli import (add_question_args, add_runtime_args, add_sampling_args, add_tree_args, check_generation_args,
-                  check_tree_args, device_map_for, dtype_name, model_name, run_main, sampling_settings)
+                  check_tree_args, device_map_for, dtype_name, model_name, sampling_settings)
 from .contenders import CONTENDERS
 
 CYCLE_REFERENCE = "naive"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..base_models import load_base_model
     from ..heads import resolve_head_path
     from ..model.ea_model import stop_token_ids
-    from .answering import answer_interleaved, recorded_budget
+    from .answering import INTERRUPTED, answer_interleaved, answered_ids, recorded_budget
     from .contenders import Workbench, select_contenders
     from .engines import SpeculativeEngine
     from .environment import run_meta
@@ -147,7 +147,15 @@ def run(args: argparse.Namespace) -> int:
                  "budget_choice": budget_choice} if isinstance(engine, SpeculativeEngine) else {}
         metas[name] = run_meta("compare", engine.device, settings, model_id=name, **extra)
     # interleaved: every contender on a question, in order; drafter statistics cover the timed answers only
-    answer_interleaved(engines, files, metas, questions, tokenizer, plan, args.warmup, not args.no_progress, "compare")
+    try:
+        answer_interleaved(engines, files, metas, questions, tokenizer, plan, args.warmup, not args.no_progress,
+                           "compare")
+    except KeyboardInterrupt:
+        wanted = {q.question_id for q in questions}
+        saved = min(len(answered_ids(path) & wanted) for path in files.values())
+        print(f"\ninterrupted: {saved} of {len(questions)} questions are answered by every contender in "
+              f"{out / 'answers'}; rerun the same command to answer the rest and write the report", file=sys.stderr)
+        return INTERRUPTED
 
     run_info = run_meta("compare", next(iter(engines.values())).device, common,
                         base_model_name=model_name(args.base_model_path), bench=label,
@@ -163,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), run, argv)
+    from .answering import run_answer_command
+
+    return run_answer_command(build_parser(), run, argv)  # Ctrl-C before answering: one line, too
 
 
 if __name__ == "__main__":

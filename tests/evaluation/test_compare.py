@@ -87,3 +87,34 @@ def test_plot_draws_speed_reports(compared, tmp_path, capsys):
     capsys.readouterr()
     assert plot.main([str(no_speedup), "--out-dir", str(figs)]) == 2
     assert "nothing to draw" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_how_many_questions_are_saved_and_a_rerun_finishes(tiny_models, question_file, tmp_path,
+                                                                       monkeypatch, capsys):
+    import jakiro.evaluation.answering as answering
+
+    out = tmp_path / "interrupted"
+    argv = ["--base-model-path", str(tiny_models["base"]), "--ea-model-path", str(tiny_models["jakiro"]),
+            "--contenders", "naive,jakiro", "--bench-name", str(question_file), "--max-new-token", "6",
+            "--total-token", "8", "--depth", "3", "--top-k-tree", "3", "--warmup", "0", "--no-progress",
+            "--device", "cpu", "--output-dir", str(out), "--no-figures"]
+    real, calls = answering.answer_question, []
+
+    def ctrl_c_on_the_second_question(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the first contender's answer to the second question
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(answering, "answer_question", ctrl_c_on_the_second_question)
+    assert compare.main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"interrupted: 1 of 2 questions are answered by every contender in {out / 'answers'}; "
+                       "rerun the same command to answer the rest and write the report")
+    assert "Traceback" not in "\n".join(err) and not (out / "compare.json").exists()
+    monkeypatch.setattr(answering, "answer_question", real)
+    assert compare.main(argv) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert report
+    for name in ("naive", "jakiro"):
+        assert [r["question_id"] for r in read_jsonl(out / "answers" / f"{name}.jsonl")] == [1, 2]
