@@ -131,7 +131,6 @@ def generate_with_features(model, prompts: list[list[int]], max_new_tokens: int,
             for row, prompt in enumerate(prompts)]
 
 
-
 def _loss_mask(tokenizer, messages: list[dict[str, str]], template: str | None, stop_ids: set[int],
                generated: Generated) -> list[int]:
     """1 on every assistant reply of the conversation (and its end of turn), aligned with ``generated.tokens``.
