@@ -49,6 +49,7 @@ def check_options(args: argparse.Namespace) -> None:
     import math
 
     from ..base_models import parse_dtype
+    from ..evaluation.cli import check_tree_args
 
     if not math.isfinite(args.temperature) or args.temperature < 0:
         raise ConfigError(f"--temperature must be a number >= 0 (0 = greedy), got {args.temperature}")
@@ -58,12 +59,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-k must be >= 0 (0 = off), got {args.top_k}")
     if args.max_new_token < 1:
         raise ConfigError(f"--max-new-token must be >= 1, got {args.max_new_token}")
-    if args.total_token != -1 and args.total_token < 2:
-        raise ConfigError(f"--total-token must be >= 2 (root included) or -1 to pick by timing, got {args.total_token}")
-    if args.depth < 1:
-        raise ConfigError(f"--depth must be >= 1, got {args.depth}")
-    if args.top_k_tree < 1:
-        raise ConfigError(f"--top-k-tree must be >= 1, got {args.top_k_tree}")
+    check_tree_args(args)  # the answer commands' own check: one wording everywhere
     if args.dtype != "auto":
         parse_dtype(args.dtype)
 
