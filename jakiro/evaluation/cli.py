@@ -23,6 +23,8 @@ def add_question_args(parser: argparse.ArgumentParser) -> None:
                        help="mt_bench, spec_bench, or a path to a question.jsonl in the MT-bench format")
     group.add_argument("--question-begin", type=int, default=None, help="first question (position, inclusive)")
     group.add_argument("--question-end", type=int, default=None, help="last question (position, exclusive)")
+    group.add_argument("--per-category", type=int, default=None, metavar="N",
+                       help="then keep the first N questions of each category (a quick sample of every category)")
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:

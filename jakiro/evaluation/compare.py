@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     for contender in contenders:  # fail on a missing head before the base model is loaded
         if contender.needs_head:
             resolve_head_path(heads[contender.head_name])
-    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
+    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end,
+                                      args.per_category)
     base, tokenizer = load_base_model(args.base_model_path, torch_dtype=args.dtype,
                                       device_map=device_map_for(args.device))
     out = Path(args.output_dir)

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from .questions import load_questions
 
     plan = check_generation_args(args)
-    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
+    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end,
+                                      args.per_category)
     device_map = device_map_for(args.device)
     base, tokenizer = load_base_model(args.base_model_path, torch_dtype=args.dtype, device_map=device_map)
     engine = baseline_engine(args.baseline_engine, base, stop_token_ids(base))

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace, drafter_options: dict | None = None, expect_me
 
     plan = check_generation_args(args)
     check_tree_args(args)
-    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
+    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end,
+                                      args.per_category)
     device_map = device_map_for(args.device)
     head_path = resolve_head_path(args.ea_model_path)
     method = head_method(head_path)

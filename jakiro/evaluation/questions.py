@@ -77,16 +77,31 @@ def read_questions(path: Path) -> list[Question]:
     return questions
 
 
-def load_questions(bench: str, begin: int | None = None, end: int | None = None) -> tuple[str, list[Question]]:
-    """``(label, questions[begin:end])`` of a bench; the slice is by position, as in FastChat."""
+def load_questions(bench: str, begin: int | None = None, end: int | None = None,
+                   per_category: int | None = None) -> tuple[str, list[Question]]:
+    """``(label, questions[begin:end])`` of a bench; the slice is by position, as in FastChat.
+
+    ``per_category`` then keeps the first N questions of every category, in file order: a small
+    sample that still covers each category (Spec-Bench's 480 questions are 80 per task, in blocks).
+    """
     label, path = resolve_bench(bench)
     questions = read_questions(path)
     for name, value in (("question-begin", begin), ("question-end", end)):
         if value is not None and value < 0:
             raise ConfigError(f"--{name} must be >= 0, got {value}")
+    if per_category is not None and per_category < 1:
+        raise ConfigError(f"--per-category must be >= 1, got {per_category}")
     selected = questions[begin:end]
     if not selected:
         raise ConfigError(f"--question-begin {begin} / --question-end {end} select no question of {len(questions)}")
+    if per_category is not None:
+        taken: dict[str, int] = {}
+        kept = []
+        for question in selected:
+            if taken.get(question.category, 0) < per_category:
+                taken[question.category] = taken.get(question.category, 0) + 1
+                kept.append(question)
+        selected = kept
     return label, selected
 
 

@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     adapters = parse_adapters(args.adapter)
     for path in adapters.values():
         resolve_head_path(path)  # a missing adapter fails before the base model loads
-    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end)
+    label, questions = load_questions(args.bench_name, args.question_begin, args.question_end,
+                                      args.per_category)
     base, tokenizer = load_base_model(args.base_model_path, torch_dtype=args.dtype,
                                       device_map=device_map_for(args.device))
     engines = {REFERENCE: PlainEngine(base, stop_token_ids(base))}

@@ -55,3 +55,17 @@ def test_empty_selection(question_file):
         load_questions(str(question_file), 5, 9)
     with pytest.raises(ConfigError, match=">= 0"):
         load_questions(str(question_file), -1)
+
+
+def test_per_category_sample_keeps_file_order():
+    _, spec = load_questions("spec_bench", per_category=2)
+    categories = [q.category for q in spec]
+    assert len(spec) == 2 * len(set(categories))
+    assert all(categories.count(name) == 2 for name in set(categories))
+    _, full = load_questions("spec_bench")
+    first_two = [q.question_id for q in full if q.category == "translation"][:2]
+    assert [q.question_id for q in spec if q.category == "translation"] == first_two
+    _, sliced = load_questions("spec_bench", 0, 100, per_category=1)
+    assert len(sliced) == len({q.category for q in full[:100]})
+    with pytest.raises(ConfigError, match="--per-category must be >= 1, got 0"):
+        load_questions("spec_bench", per_category=0)
