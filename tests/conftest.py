@@ -13,6 +13,21 @@ from tests.utils import build_base
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def budget_cache_off_home(tmp_path_factory):
+    """The tree budget cache (`jakiro.model.budget_cache`) never goes to the real $JAKIRO_HOME, not even from
+    module- or session-scoped fixtures (set up before any test's own fixtures); subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAKIRO_BUDGET_CACHE", str(tmp_path_factory.mktemp("budget-cache-shared")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def budget_cache_in_tmp(budget_cache_off_home, monkeypatch, tmp_path_factory):
+    """Each test has its own tree budget cache folder: no test reads another test's measurements."""
+    monkeypatch.setenv("JAKIRO_BUDGET_CACHE", str(tmp_path_factory.mktemp("budget-cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_base():
     """``tiny_base(arch="llama", **options)`` -> a cached tiny model (see `tests.utils.build_base`). Read-only."""

@@ -13,6 +13,9 @@ measured for what is actually loaded:
   ``N ** 0.3`` stands in.
 * cost(N): the forward cost table (`jakiro.model.cost`) of this device, with the fast verification
   forward when it is on, plus the drafting and bookkeeping cost per round seen in the calibration run.
+
+Both measurements are kept on disk (`jakiro.model.budget_cache`), so a later start with the same model,
+head and machine reads them back in a moment; ``JAKIRO_BUDGET_CACHE=0`` measures every time.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .cost import CostTable, measure_forward_costs
+from . import budget_cache
+from .cost import DEFAULT_PREFIX, CostTable, measure_forward_costs
 
 if TYPE_CHECKING:
     from .ea_model import EaModel
@@ -238,17 +242,49 @@ def forward_costs(model, candidates, fast: bool, repeats: int = 3) -> CostTable:
     return per_model[key]
 
 
+def cached_forward_costs(model, candidates, fast: bool, repeats: int = 3):
+    """The `forward_costs` this machine measured before for this model (`jakiro.model.budget_cache`):
+    ``(table or None, measured_at or None, key)``; the caller measures on a miss and stores under ``key``."""
+    key = budget_cache.cost_key(model, candidates, fast, repeats, DEFAULT_PREFIX)
+    hit = budget_cache.load(key)
+    return (hit[0], hit[1], key) if hit is not None else (None, None, key)
+
+
 def choose_budget(ea: "EaModel", candidates=CANDIDATE_BUDGETS, tau_curve: tuple[dict[int, float], str] | None = None,
                   calibrate_with_prompts: bool = True) -> BudgetChoice:
-    """Pick the budget of ``candidates`` maximising τ(N) / round cost(N) for this head on this device."""
+    """Pick the budget of ``candidates`` maximising τ(N) / round cost(N) for this head on this device.
+
+    The cost table and the calibration come from the on-disk cache when this model, head and machine
+    measured them before (`jakiro.model.budget_cache`; ``JAKIRO_BUDGET_CACHE=0`` measures anew)."""
     candidates = tuple(sorted(set(int(c) for c in candidates)))
     fast = ea._target.fast is not None or bool(getattr(ea, "fast_verify", False))
-    print(f"jakiro: choosing the tree budget (total_token=-1): timing {len(candidates)} tree sizes on this device"
-          + (" and calibrating the head's acceptance" if tau_curve is None and calibrate_with_prompts else ""),
-          file=sys.stderr, flush=True)
-    table = forward_costs(ea.base_model, candidates, fast)
+    table, table_date, table_key = cached_forward_costs(ea.base_model, candidates, fast)
+    calibration, calibration_date, calibration_key = None, None, None
+    if calibrate_with_prompts:
+        calibration_key = budget_cache.calibration_key(ea, candidates, CALIBRATION_PROMPTS, CALIBRATION_NEW_TOKENS)
+        hit = budget_cache.load(calibration_key)
+        if hit is not None:
+            calibration, calibration_date = hit
+    calibrating = calibrate_with_prompts and calibration_date is None
+    if table is None or calibrating:
+        work = ([f"timing {len(candidates)} tree sizes on this device"] if table is None else [])
+        if calibrating:
+            work.append("calibrating the head's acceptance" if tau_curve is None
+                        else "timing the head's drafting")
+        done = ([f"forward costs from the cache (measured {budget_cache.when(table_date)})"]
+                if table is not None else [])
+        where = budget_cache.cache_dir()
+        kept = (f" (kept in {where} for the next start)"
+                if where is not None and (table is None or calibration_key is not None) else "")
+        print("jakiro: choosing the tree budget (total_token=-1): " + "; ".join(done + [" and ".join(work)])
+              + kept, file=sys.stderr, flush=True)
+    if table is None:
+        table = forward_costs(ea.base_model, candidates, fast)
+        budget_cache.store(table_key, table)
+    if calibrating:
+        calibration = calibrate(ea, candidates)
+        budget_cache.store(calibration_key, calibration)
     step = table.step_ms
-    calibration = calibrate(ea, candidates) if calibrate_with_prompts else None
     if tau_curve is not None:
         curve, source = tau_curve
         tau = {n: interpolate_tau(curve, n) for n in candidates}
@@ -262,6 +298,10 @@ def choose_budget(ea: "EaModel", candidates=CANDIDATE_BUDGETS, tau_curve: tuple[
     score = {n: tau[n] / rounds[n] for n in candidates}
     best = max(candidates, key=lambda n: (score[n], -n))
     verify_ms = {e.rows: (e.fast_ms if fast and e.fast_ms is not None else e.verify_ms) for e in table.entries}
+    if table_date is not None and not calibrating:
+        oldest = min(d for d in (table_date, calibration_date) if d is not None)
+        print(f"jakiro: tree budget from the cache (measured {budget_cache.when(oldest)}): total_token={best}; "
+              f"{budget_cache.ENV}=0 measures it again", file=sys.stderr, flush=True)
     return BudgetChoice(best, source, tau, rounds, score, draft, bookkeeping, fast, step, verify_ms)
 
 
@@ -272,7 +312,10 @@ def choose_total_token(model, candidates: tuple[int, ...] = CANDIDATE_BUDGETS,
     from .fast_verify import fast_verify_supported
 
     fast = fast_verify_supported(model) if fast is None else fast
-    table = forward_costs(model, candidates, fast)
+    table, _, key = cached_forward_costs(model, candidates, fast)
+    if table is None:
+        table = forward_costs(model, candidates, fast)
+        budget_cache.store(key, table)
     rounds = {n: table.round_cost(n, prior_tau(n), fast=fast) for n in candidates}
     best = max(candidates, key=lambda n: (prior_tau(n) / rounds[n], -n))
     return best, {e.rows: (e.fast_ms if fast and e.fast_ms is not None else e.verify_ms) / 1000
