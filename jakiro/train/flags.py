@@ -33,8 +33,13 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop each epoch after N optimizer steps (smoke tests)")
     parser.add_argument("--dtype", default=None, help="mixed precision: bf16 (GPU default) or no (CPU default)")
+    parser.add_argument("--init-head", default=None, metavar="HEAD",
+                        help="start from this trained head's weights (folder or shipped alias) instead of a fresh "
+                             "initialisation, e.g. to fine-tune a shipped head on new data; it must have the run's "
+                             "method and shapes, and its draft vocabulary is kept")
 
 
 def training_job(args: argparse.Namespace, tau: TauSettings | None = None) -> TrainingJob:
     """The job of a parsed command line (``--data``, ``--base-model-path``, ``--out``, ``--resume`` and the job flags)."""
-    return TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau)
+    return TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau,
+                       args.init_head)

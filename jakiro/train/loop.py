@@ -85,6 +85,7 @@ class TrainingJob:
     dtype: str | None = None        # mixed precision: bf16 (GPU default) or no (CPU default)
     max_steps: int | None = None    # stop each epoch after N optimizer steps (smoke tests)
     tau: TauSettings | None = None
+    init_head: str | None = None    # warm start: a trained head's folder or alias (`warm_start`)
 
 
 def same_settings(previous: dict, current: dict) -> bool:
@@ -126,6 +127,31 @@ class EpochShuffle(torch.utils.data.Sampler):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
+def warm_start(model: nn.Module, init_head: str, base: nn.Module) -> None:
+    """Copy a trained head's weights (draft vocabulary included) into the freshly built ``model``.
+
+    The head must be of the run's method with the same tensor shapes; otherwise one line names both."""
+    from ..heads import resolve_head_path
+    from ..methods import head_method, load_head
+
+    folder = resolve_head_path(init_head)
+    method = getattr(model.config, "method", None)
+    found = head_method(folder)
+    if head_class(found) is not type(model):  # (an EAGLE-2 head is a one-expert Jakiro head: same class)
+        raise ConfigError(f"--init-head {init_head!r} is a {found} head but this run trains a {method} head: "
+                          f"pass a {method} head or drop --init-head")
+    source = load_head(folder, base_model=base)
+    state, expected = source.state_dict(), model.state_dict()
+    wrong = sorted(set(state) ^ set(expected)) + sorted(k for k in set(state) & set(expected)
+                                                          if state[k].shape != expected[k].shape)
+    if wrong:
+        raise ConfigError(f"--init-head {init_head!r} does not fit this run's head (differs in {wrong[:3]}): "
+                          f"use the same --config, --num-experts and --draft-vocab-size as that head was trained with")
+    model.load_state_dict(state, strict=True)
+    if hasattr(model, "refresh_head"):
+        model.refresh_head()  # the output-head rows follow the loaded draft vocabulary
+
+
 def cosine_with_warmup(optimizer, warmup: int, total: int):
     def factor(step: int) -> float:
         if step < warmup:
@@ -154,6 +180,8 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     base, _ = load_base_model(job.base_model_path, torch_dtype="float32", device_map=None)
     check_data_matches_base(manifest, base.config, job.data)
     model = recipe.build(base, job.data)
+    if job.init_head is not None and not job.resume:  # a resumed run restores its own state below
+        warm_start(model, job.init_head, base)
     del base
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +244,7 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
         record = {"epoch": epoch, "train_loss": loss_sum / max(bar.n, 1), "train_top1": correct / max(count, 1),
                   "train_tokens": seen, "train_loss_tokens": loss_tokens,
                   "train_tokens_per_second": seen / max(train_seconds, 1e-9), **recipe.record(),
+                  **({"init_head": job.init_head} if job.init_head else {}),
                   "lr": scheduler.get_last_lr()[0]}
         record.update({f"holdout_{k}": v for k, v in recipe.evaluate(raw, holdout, accelerator.device).items()})
         record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"

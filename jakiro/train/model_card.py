@@ -61,6 +61,8 @@ tokens). Load it with `EaModel.from_pretrained("{config['base_model']}", "{head.
 - Settings: {json.dumps(run_config['train'], sort_keys=True)}
 - Training-time rollout: {rollout} step(s){" (the papers' recipe)" if rollout == 1 else
   f", loss weight {run_config['train'].get('rollout_decay', 0.8)}^(j-1) at step j"}.
+- Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
+  if records[0].get('init_head') else "fresh"}.
 - Epochs: {len(records)}; wall time {hours:.2f} h on {device}; torch {torch.__version__}, Python {platform.python_version()}.
 
 | epoch | train tokens | train loss | held-out loss | held-out top-1 | simulated τ (chain) |

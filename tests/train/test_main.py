@@ -196,3 +196,36 @@ def test_measure_tau_command_reads_held_out_prompts(tiny_data, tiny_base_dir, tm
     with pytest.raises(SystemExit):
         measure(["--head", str(out / "head"), "--data", str(tiny_data), "--tree-sizes", "1,x"])
     assert "tree sizes" in capsys.readouterr().err
+
+
+def test_init_head_starts_from_a_trained_head(tiny_data, tiny_base_dir, tmp_path):
+    from jakiro.train.model_card import main as write_card
+
+    first = tmp_path / "first"
+    train(tiny_data, tiny_base_dir, first)
+    # lr 1e-30: every update is below the weights' rounding, so the exported head is exactly the one it started from
+    tuned = tmp_path / "tuned"
+    train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(tuned),
+                     "--epochs", "1", "--batch-size", "2", "--lr", "1e-30", "--warmup-steps", "1", "--max-len", "64",
+                     "--tau-prompts", "0", "--init-head", str(first / "head")])
+    assert_same_weights(first / "head", tuned / "head")
+    assert epoch_records(tuned)[0]["init_head"] == str(first / "head")
+    write_card(["--head", str(tuned / "head"), "--run", str(tuned), "--data", str(tiny_data)])
+    assert f"the trained head `{first / 'head'}`" in (tuned / "head" / "README.md").read_text()
+    fresh = tmp_path / "fresh"
+    train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(fresh),
+                     "--epochs", "1", "--batch-size", "2", "--lr", "1e-30", "--warmup-steps", "1", "--max-len", "64",
+                     "--tau-prompts", "0"])
+    with pytest.raises(AssertionError):
+        assert_same_weights(first / "head", fresh / "head")  # the check above can fail
+
+
+def test_init_head_of_another_shape_is_a_one_line_error(tiny_data, tiny_base_dir, tmp_path, capsys):
+    eagle = tmp_path / "eagle"
+    train(tiny_data, tiny_base_dir, eagle, "--num-experts", "1", "--no-contrastive")
+    with pytest.raises(SystemExit) as exit_info:
+        train(tiny_data, tiny_base_dir, tmp_path / "jakiro", "--init-head", str(eagle / "head"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--init-head" in err and "does not fit this run's head" in err
+    assert not (tmp_path / "jakiro" / "metrics.jsonl").exists()
