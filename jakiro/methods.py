@@ -39,6 +39,8 @@ class MethodSpec:
       what training this method's heads does differently (head, data keys, loss, held-out metrics).
     * ``config_class``: the head's configuration (``from_base_config(base_config, **options)``, ``load``);
       `DraftConfig` for the EAGLE-style heads, Kangaroo's own (it has an exit layer).
+    * ``model_card``: ``card(head, run, data, mt_bench, device, choice_note) -> str``, the head's README.md
+      (`jakiro.train.model_card`); None: the EAGLE-style card written by the core.
     """
 
     name: str
@@ -49,6 +51,7 @@ class MethodSpec:
     label: str = ""
     config_class: str = "jakiro.model.configs:DraftConfig"
     training_recipe: str = "jakiro.train.recipe:DraftHeadRecipe"
+    model_card: str | None = None
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
@@ -62,7 +65,8 @@ METHOD_SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("kangaroo", "kangaroo.model.adapter:KangarooAdapter", "kangaroo.model.drafter:make_kangaroo_drafter",
                head_init="kangaroo.model.adapter:init_adapter", training_loss=None, label="Kangaroo",
                config_class="kangaroo.model.config:KangarooConfig",
-               training_recipe="kangaroo.train.recipe:AdapterRecipe"),
+               training_recipe="kangaroo.train.recipe:AdapterRecipe",
+               model_card="kangaroo.train.model_card:card_text"),
 )}
 
 
@@ -153,6 +157,13 @@ def training_loss(method: str):
 def training_recipe(method: str, run):
     """The `jakiro.train.loop.TrainingRecipe` that trains heads of ``method``, made from the run's configuration."""
     return _import(method_spec(method).training_recipe)(run)
+
+
+def model_card_writer(method: str | None):
+    """The function writing a ``method`` head's model card (`MethodSpec.model_card`); None for the core's card
+    (also for a method not registered here, which the core card reports as it always has)."""
+    spec = METHOD_SPECS.get(method) if method is not None else None
+    return _import(spec.model_card) if spec is not None and spec.model_card is not None else None
 
 
 def method_label(method: str) -> str:

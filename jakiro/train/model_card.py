@@ -4,6 +4,9 @@ The card states what the head was trained on and how, and what it measured: data
 epochs, wall time, device, the training-time rollout steps, the last held-out metrics (top-1 and chain
 accuracy per draft step on held-out conversations), τ by tree size on held-out prompts measured with the
 real engine (the last such record in ``metrics.jsonl``), and (when given) τ measured on MT-bench.
+A method whose heads are not EAGLE-style (Kangaroo) writes its own card through the registry
+(`jakiro.methods.model_card_writer`) from the shared pieces here; ``--choice-note`` adds a free-text
+note (how the drafting settings were chosen, say) to any card.
 """
 
 from __future__ import annotations
@@ -16,17 +19,53 @@ from pathlib import Path
 import torch
 
 from ..ge_data.storage import read_manifest
+from ..methods import model_card_writer
 
 
-def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: str) -> str:
-    config = json.loads((head / "config.json").read_text())
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    """The run's ``metrics.jsonl``: the per-epoch records and the τ-by-tree-size records."""
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    records = [r for r in lines if "epoch" in r]
-    taus = [r for r in lines if "tau_by_tree_size" in r]
+    return [r for r in lines if "epoch" in r], [r for r in lines if "tau_by_tree_size" in r]
+
+
+def data_line(manifest: dict) -> str:
+    """The card's ``- Data:`` bullet (three lines): which data, how much, how it was made."""
+    template = manifest["chat_template"] or "the tokenizer's own"
+    return (f"- Data: `{Path(manifest['data_path']).name}` (sha256 {manifest['data_sha256']}), "
+            f"{manifest['conversations']}\n  conversations, {manifest['tokens']} tokens, max length "
+            f"{manifest['max_length']}, chat template:\n  {template}, regenerated answers: {manifest['regenerate']}.")
+
+
+def epochs_line(records: list[dict], device: str) -> str:
+    """The card's ``- Epochs:`` bullet: epochs, summed wall time, device and versions."""
+    hours = sum(r["epoch_seconds"] for r in records) / 3600
+    return (f"- Epochs: {len(records)}; wall time {hours:.2f} h on {device}; torch {torch.__version__}, "
+            f"Python {platform.python_version()}.")
+
+
+def measured_text(mt_bench: dict | None) -> str:
+    """The ``## Measured`` body: τ on MT-bench when given (``--mt-bench-tau``)."""
+    if not mt_bench:
+        return "not measured yet"
+    return (f"τ = **{mt_bench['tau']:.2f}** tokens per verification round on all 80 MT-bench questions at "
+            f"temperature 0 ({mt_bench['settings']}; {mt_bench['source']})")
+
+
+def note_section(note: str | None, heading: str = "Notes") -> str:
+    """``--choice-note`` as a closing section (empty without a note, so cards without one are unchanged)."""
+    return f"\n## {heading}\n{note.strip()}\n" if note and note.strip() else ""
+
+
+def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: str,
+              choice_note: str | None = None) -> str:
+    config = json.loads((head / "config.json").read_text())
+    writer = model_card_writer(config.get("method"))
+    if writer is not None:
+        return writer(head, run, data, mt_bench, device, choice_note)
+    records, taus = read_metrics(run)
     manifest = read_manifest(data)
     run_config = json.loads((run / "run_config.json").read_text())
     last = records[-1]
-    hours = sum(r["epoch_seconds"] for r in records) / 3600
     curve = "\n".join(
         f"| {r['epoch']} | {r['train_tokens']} | {r['train_loss']:.3f} | {r['holdout_loss']:.3f} | "
         f"{r['holdout_top1']:.3f} | {r['holdout_simulated_accept_length']:.2f} |" for r in records)
@@ -44,10 +83,6 @@ def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: 
                     + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |")
     rollout = run_config["train"].get("rollout_steps_train", 1)
     answers = records[-1].get("holdout_answers", "base model's own" if manifest.get("regenerate") else "from the data set")
-    measured = "not measured yet"
-    if mt_bench:
-        measured = (f"τ = **{mt_bench['tau']:.2f}** tokens per verification round on all 80 MT-bench questions at "
-                    f"temperature 0 ({mt_bench['settings']}; {mt_bench['source']})")
     return f"""# {head.name}
 
 A **{config['method']}** draft head for `{config['base_model']}` ({config['num_experts']} expert(s),
@@ -55,15 +90,13 @@ contrastive branch: {config['contrastive']}, draft vocabulary: {config['draft_vo
 tokens). Load it with `EaModel.from_pretrained("{config['base_model']}", "{head.name}")`.
 
 ## Training
-- Data: `{Path(manifest['data_path']).name}` (sha256 {manifest['data_sha256']}), {manifest['conversations']}
-  conversations, {manifest['tokens']} tokens, max length {manifest['max_length']}, chat template:
-  {manifest['chat_template'] or "the tokenizer's own"}, regenerated answers: {manifest['regenerate']}.
+{data_line(manifest)}
 - Settings: {json.dumps(run_config['train'], sort_keys=True)}
 - Training-time rollout: {rollout} step(s){" (the papers' recipe)" if rollout == 1 else
   f", loss weight {run_config['train'].get('rollout_decay', 0.8)}^(j-1) at step j"}.
 - Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
   if records[0].get('init_head') else "fresh"}.
-- Epochs: {len(records)}; wall time {hours:.2f} h on {device}; torch {torch.__version__}, Python {platform.python_version()}.
+{epochs_line(records, device)}
 
 | epoch | train tokens | train loss | held-out loss | held-out top-1 | simulated τ (chain) |
 | --- | --- | --- | --- | --- | --- |
@@ -79,8 +112,8 @@ vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_l
 {tau_text}
 
 ## Measured
-{measured}
-"""
+{measured_text(mt_bench)}
+""" + note_section(choice_note)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,12 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mt-bench-settings", default="", help="tree settings of that measurement")
     parser.add_argument("--mt-bench-source", default="", help="result file of that measurement")
     parser.add_argument("--device", default=f"CPU ({platform.processor() or platform.machine()})")
+    parser.add_argument("--choice-note", default=None,
+                        help="free text added to the card (a Kangaroo card: under 'Drafting defaults'; else 'Notes'), "
+                             "e.g. how threshold and steps were chosen with kangaroo.evaluation.replay")
     args = parser.parse_args(argv)
     measured = None
     if args.mt_bench_tau is not None:
         measured = {"tau": args.mt_bench_tau, "settings": args.mt_bench_settings, "source": args.mt_bench_source}
     head = Path(args.head)
-    text = card_text(head, Path(args.run), Path(args.data), measured, args.device)
+    text = card_text(head, Path(args.run), Path(args.data), measured, args.device, args.choice_note)
     (head / "README.md").write_text(text)
     print(f"wrote {head / 'README.md'}")
 
