@@ -11,6 +11,8 @@ HEADS_DIR = Path(__file__).resolve().parent / "shipped_heads"
 HEAD_ALIASES = {
     "jakiro-smollm2-135m-instruct": "jakiro-smollm2-135m-instruct",
     "eagle2-smollm2-135m-instruct": "eagle2-smollm2-135m-instruct",
+    "jakiro-star-smollm2-135m-instruct": "jakiro-star-smollm2-135m-instruct",
+    "kangaroo-smollm2-135m-instruct": "kangaroo-smollm2-135m-instruct",
 }
 
 

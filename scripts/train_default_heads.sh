@@ -6,6 +6,8 @@
 # hidden states are saved with it). Every step resumes when rerun.
 # Usage: scripts/train_default_heads.sh WORKDIR [MAX_SAMPLES] [EPOCHS]
 #   ROLLOUT=K trains the Jakiro and EAGLE-2 heads with K-step training-time rollout (1 = the papers' recipe).
+#   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
+#   and Kangaroo heads and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: $0 WORKDIR [MAX_SAMPLES] [EPOCHS]}
@@ -25,12 +27,15 @@ for head in jakiro eagle2; do
   resume=()
   [ -f "$WORK/$head/progress.json" ] && resume=(--resume)
   $PY -m jakiro.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$CONFIG" \
-      --epochs "$EPOCHS" --rollout-steps "$ROLLOUT" --out "$WORK/$head" "${extra[@]}" "${resume[@]}"
+      --epochs "$EPOCHS" --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$WORK/$head" "${extra[@]}" \
+      "${resume[@]}"
 done
 resume=()
 [ -f "$WORK/jakiro_star/progress.json" ] && resume=(--resume)
-$PY -m jakiro_star.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" --out "$WORK/jakiro_star" "${resume[@]}"
+$PY -m jakiro_star.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
+    --dtype bf16 --tau-prompts 6 --out "$WORK/jakiro_star" "${resume[@]}"
 resume=()
 [ -f "$WORK/kangaroo/progress.json" ] && resume=(--resume)
 $PY -m kangaroo.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$KANGAROO_CONFIG" \
-    --exit-layer "$KANGAROO_EXIT_LAYER" --epochs "$EPOCHS" --out "$WORK/kangaroo" "${resume[@]}"
+    --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$EPOCHS" --dtype bf16 --out "$WORK/kangaroo" \
+    "${resume[@]}"

@@ -17,6 +17,8 @@ DATA_FILES = ("jakiro/data/mt_bench/question.jsonl", "jakiro/data/spec_bench/que
               "jakiro_star/train/configs/smollm2-135m.json",
               "jakiro/shipped_heads/jakiro-smollm2-135m-instruct/model.safetensors",
               "jakiro/shipped_heads/eagle2-smollm2-135m-instruct/config.json",
+              "jakiro/shipped_heads/jakiro-star-smollm2-135m-instruct/model.safetensors",
+              "jakiro/shipped_heads/kangaroo-smollm2-135m-instruct/config.json",
               "jakiro/model/csrc/panel_gemm.cpp")
 BUILD = ("from setuptools import build_meta; import sys; "
          "print(build_meta.build_wheel(sys.argv[1])); print(build_meta.build_editable(sys.argv[1]))")
