@@ -174,8 +174,9 @@ def answer_interleaved(engines: dict[str, Engine], files: dict[str, Path], metas
     return len(todo)
 
 
-def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
-    """The auto tree budget (and its timings) an existing answer file was generated with, if any.
+def recorded_budget(path: str | Path) -> tuple[int, dict, int | None] | None:
+    """The auto tree budget (its timings, and the depth chosen with it) an existing answer file was generated
+    with, if any.
 
     A resumed ``--total-token -1`` run reuses it: timing again could pick another budget and make
     the old and new answers incomparable."""
@@ -187,7 +188,9 @@ def recorded_budget(path: str | Path) -> tuple[int, dict] | None:
         meta = record.get("meta") or {}
         settings = meta.get("settings") or {}
         if settings.get("total_token_requested") == -1 and isinstance(settings.get("total_token"), int):
-            return settings["total_token"], dict(meta.get("budget_timings") or {})
+            depth = settings.get("depth")
+            return (settings["total_token"], dict(meta.get("budget_timings") or {}),
+                    depth if isinstance(depth, int) else None)
     return None
 
 

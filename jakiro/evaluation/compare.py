@@ -89,19 +89,21 @@ def resolve_budget(base, total_token: int, tokenizer=None, head: str | None = No
                    top_k: int = 10) -> tuple[int, dict, dict | None]:
     """The tree budget: as given, or (``-1``) chosen once and shared by all contenders: with ``head`` (the
     first contender's draft head) the budget maximising its τ per round cost on this device, else the
-    prior τ curve against this device's costs. Returns the budget, the seconds per candidate forward and
-    the full choice record (None without a head)."""
+    prior τ curve against this device's costs. Returns the budget, the seconds per candidate forward, the
+    full choice record (None without a head) and the depth (with a head, chosen with the budget, at most
+    ``depth``)."""
     if total_token != -1:
-        return total_token, {}, None
+        return total_token, {}, None, depth
     if head is None:
         from ..model.budget import choose_total_token
 
         chosen, timings = choose_total_token(base)
-        return chosen, {str(k): v for k, v in timings.items()}, None
+        return chosen, {str(k): v for k, v in timings.items()}, None, depth
     from ..model.ea_model import EaModel
 
     choice = EaModel.from_base_and_head(base, tokenizer, head, total_token=-1, depth=depth, top_k=top_k).budget_choice
-    return choice.total_token, {str(k): v for k, v in choice.timings.items()}, {"head": head, **choice.as_dict()}
+    return (choice.total_token, {str(k): v for k, v in choice.timings.items()}, {"head": head, **choice.as_dict()},
+            choice.depth or depth)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,14 +132,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     files = {c.name: out / "answers" / f"{c.name}.jsonl" for c in contenders}
     recorded = next((r for r in map(recorded_budget, files.values()) if r), None) if args.total_token == -1 else None
-    budget_choice = None
-    if recorded:  # resuming keeps the budget
-        total_token, budget_timings = recorded
+    budget_choice, depth = None, args.depth
+    if recorded:  # resuming keeps the budget and depth
+        total_token, budget_timings, depth = recorded[0], recorded[1], recorded[2] or args.depth
     else:
         budget_head = next((heads[c.head_name] for c in contenders if c.needs_head), None)
-        total_token, budget_timings, budget_choice = resolve_budget(base, args.total_token, tokenizer, budget_head,
-                                                                    args.depth, args.top_k_tree)
-    bench = Workbench(base, tokenizer, stop_token_ids(base), total_token, args.depth, args.top_k_tree, heads)
+        total_token, budget_timings, budget_choice, depth = resolve_budget(base, args.total_token, tokenizer,
+                                                                           budget_head, args.depth, args.top_k_tree)
+    bench = Workbench(base, tokenizer, stop_token_ids(base), total_token, depth, args.top_k_tree, heads)
     engines = {c.name: c.build(bench) for c in contenders}
     common = {**sampling_settings(args), "dtype": dtype_name(base.dtype), "base_model": str(args.base_model_path),
               "bench": label, "total_token_requested": args.total_token}
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     run_info = run_meta("compare", next(iter(engines.values())).device, common,
                         base_model_name=model_name(args.base_model_path), bench=label,
                         total_token=total_token, budget_timings=budget_timings, budget_choice=budget_choice,
-                        depth=args.depth,
+                        depth=depth, depth_requested=args.depth,
                         top_k_tree=args.top_k_tree, heads=heads, drafter_statistics=drafter_statistics(engines))
     report = build_report(contenders, files, [q.question_id for q in questions], reference, run_info,
                           greedy=plan.sampling.greedy, cycle_reference=CYCLE_REFERENCE)

@@ -60,10 +60,11 @@ def run(args: argparse.Namespace, drafter_options: dict | None = None, expect_me
     check_method(method, expect_method, args.ea_model_path, role=f"{expect_method} evaluation")
     model_id = args.model_id or model_id or default_model_id(method, args.base_model_path, args.temperature)
     answer_file = Path(args.answer_file) if args.answer_file else default_answer_file(label, model_id)
-    total_token, budget_timings = args.total_token, {}
+    total_token, budget_timings, depth = args.total_token, {}, args.depth
     if args.total_token == -1 and (recorded := recorded_budget(answer_file)):
-        total_token, budget_timings = recorded  # resuming: keep the budget the file was started with
-    ea = EaModel.from_pretrained(args.base_model_path, head_path, total_token=total_token, depth=args.depth,
+        total_token, budget_timings = recorded[:2]  # resuming: keep the budget and depth the file was started with
+        depth = recorded[2] or depth
+    ea = EaModel.from_pretrained(args.base_model_path, head_path, total_token=total_token, depth=depth,
                                  top_k=args.top_k_tree, torch_dtype=args.dtype, device_map=device_map,
                                  **(drafter_options or {}))
     budget_timings = budget_timings or {str(k): v for k, v in ea.budget_timings.items()}

@@ -66,6 +66,9 @@ def render_markdown(report: dict) -> str:
         if meta.get("budget_choice"):
             budget += f" against τ from the {meta['budget_choice']['tau_source']}"
         budget += ")"
+    depth = f"{meta['depth']}"
+    if meta.get("depth_requested") not in (None, meta["depth"]):
+        depth += f" (chosen with the budget; at most {meta['depth_requested']})"
     lines = [
         f"# Side-by-side benchmark: {meta['base_model_name']} on {meta['bench']}",
         "",
@@ -73,7 +76,7 @@ def render_markdown(report: dict) -> str:
         f"temperature {settings['temperature']}, top-p {settings['top_p']}, top-k {settings['top_k']}, "
         f"max new tokens {settings['max_new_token']}, seed {settings['seed']}",
         f"- device: {meta['device']} ({meta['device_name']}), dtype {settings['dtype']}, threads {meta['threads']}",
-        f"- tree: total_token {budget}, depth {meta['depth']}, top_k {meta['top_k_tree']}",
+        f"- tree: total_token {budget}, depth {depth}, top_k {meta['top_k_tree']}",
         f"- jakiro {meta['library_version']}, torch {meta['torch']}, transformers {meta['transformers']}",
         "",
     ]

@@ -14,6 +14,12 @@ measured for what is actually loaded:
 * cost(N): the forward cost table (`jakiro.model.cost`) of this device, with the fast verification
   forward when it is on, plus the drafting and bookkeeping cost per round seen in the calibration run.
 
+Where the drafter has a depth, the depth is chosen with the budget: ``depth`` is the deepest tree
+considered, and the calibration runs once per candidate depth (1, 2, 3 and ``depth``), because a
+shallower tree drafts with fewer head forwards and, with Jakiro's CEPD, ends in a different last level.
+The pair (budget, depth) with the most tokens per plain step wins; a model card's τ curve (measured at
+the card's depth) is scaled per depth by the calibration's ratios.
+
 Both measurements are kept on disk (`jakiro.model.budget_cache`), so a later start with the same model,
 head and machine reads them back in a moment; ``JAKIRO_BUDGET_CACHE=0`` measures every time.
 """
@@ -44,6 +50,7 @@ CALIBRATION_PROMPTS = (
     "What are three good habits for staying healthy? Answer briefly.",
 )
 CALIBRATION_NEW_TOKENS = 32
+SHALLOW_DEPTHS = (1, 2, 3)  # tried besides the requested depth (never deeper than it)
 PRIOR_EXPONENT = 0.3  # EAGLE's hand-set factors 1, 1.05, 1.07, 1.1, 1.13 for 40..60 nodes follow N ** 0.3
 
 _COSTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -63,6 +70,8 @@ class BudgetChoice:
     fast_verify: bool = False
     step_ms: float = 0.0
     verify_ms: dict[int, float] = field(default_factory=dict)
+    depth: int | None = None  # the chosen depth (None: the drafter has none to choose)
+    score_by_depth: dict[int, dict[int, float]] = field(default_factory=dict)  # τ / round cost, depth -> budget
 
     @property
     def timings(self) -> dict[int, float]:
@@ -70,8 +79,10 @@ class BudgetChoice:
         return {n: ms / 1000 for n, ms in self.verify_ms.items()}
 
     def as_dict(self) -> dict:
-        return {k: ({str(n): v for n, v in value.items()} if isinstance(value, dict) else value)
-                for k, value in asdict(self).items()}
+        def keys_as_text(value):
+            return {str(n): keys_as_text(v) for n, v in value.items()} if isinstance(value, dict) else value
+
+        return {k: keys_as_text(value) for k, value in asdict(self).items()}
 
 
 # -- τ by tree size ------------------------------------------------------------------------------
@@ -166,9 +177,10 @@ def counterfactual_accepts(tree, logits, budgets) -> dict[int, int]:
 
 
 @torch.no_grad()
-def calibrate(ea: "EaModel", budgets, prompts=CALIBRATION_PROMPTS, max_new_tokens: int = CALIBRATION_NEW_TOKENS
-              ) -> dict | None:
-    """Greedy rounds with the largest budget on built-in prompts: τ for every budget, draft/bookkeeping seconds.
+def calibrate(ea: "EaModel", budgets, prompts=CALIBRATION_PROMPTS, max_new_tokens: int = CALIBRATION_NEW_TOKENS,
+              depth: int | None = None) -> dict | None:
+    """Greedy rounds with the largest budget on built-in prompts: τ for every budget, draft/bookkeeping seconds
+    (and ``forwards``, the head forwards of one round). ``depth``: the drafter's depth for this run (None: its own).
 
     None where it cannot run: no tokenizer to encode the prompts, or a drafter whose trees are not ranked."""
     from ..chat import prompt_ids
@@ -203,10 +215,13 @@ def calibrate(ea: "EaModel", budgets, prompts=CALIBRATION_PROMPTS, max_new_token
                 accepts[budget].append(accepted)
             return logits, hidden
 
-    saved_total, saved_fast = getattr(inner, "total_token", None), target.fast
+    saved_total, saved_fast, saved_depth = getattr(inner, "total_token", None), target.fast, getattr(inner, "depth", None)
     if saved_total is None:
         return None
     inner.total_token, target.fast = largest, None
+    if depth is not None and saved_depth is not None:
+        inner.depth = depth
+    forwards = inner.forwards_per_round
     try:
         for text in prompts:
             ids = torch.tensor([prompt_ids(ea.tokenizer, [{"role": "user", "content": text}])])
@@ -222,10 +237,12 @@ def calibrate(ea: "EaModel", budgets, prompts=CALIBRATION_PROMPTS, max_new_token
         return None
     finally:
         inner.total_token, target.fast = saved_total, saved_fast
+        if saved_depth is not None:
+            inner.depth = saved_depth
     rounds = max(totals["rounds"], 1)
     return {"tau": {b: 1 + sum(a) / max(len(a), 1) for b, a in accepts.items()},
             "draft_s": totals["draft"] / rounds, "bookkeeping_s": totals["bookkeeping"] / rounds,
-            "rounds": totals["rounds"]}
+            "rounds": totals["rounds"], "forwards": forwards}
 
 
 class _Unranked(Exception):
@@ -250,59 +267,124 @@ def cached_forward_costs(model, candidates, fast: bool, repeats: int = 3):
     return (hit[0], hit[1], key) if hit is not None else (None, None, key)
 
 
+def candidate_depths(ea: "EaModel") -> tuple[int, ...]:
+    """The depths the chooser tries: 1, 2, 3 and the requested one, never deeper than it; just the requested
+    depth where the drafter has none (its trees are not grown level by level)."""
+    if not getattr(ea.drafter, "chooses_depth", False):
+        return (ea.depth,)
+    return tuple(sorted({d for d in SHALLOW_DEPTHS + (ea.depth,) if d <= ea.depth}))
+
+
+def _forwards(drafter, total_token: int, depth: int | None) -> int:
+    """Head forwards of one round of ``drafter`` at this budget and depth (levels the budget cannot reach are not drafted)."""
+    saved = drafter.total_token, getattr(drafter, "depth", None)
+    drafter.total_token = total_token
+    if depth is not None and saved[1] is not None:
+        drafter.depth = depth
+    try:
+        return max(int(drafter.forwards_per_round), 1)
+    finally:
+        drafter.total_token = saved[0]
+        if saved[1] is not None:
+            drafter.depth = saved[1]
+
+
+def _load_calibrations(ea, candidates, depths, wanted: bool) -> tuple[dict, dict, dict]:
+    """Calibrations from the disk cache: (results by depth, their dates, their cache keys)."""
+    results, dates, keys = {}, {}, {}
+    if not wanted:
+        return results, dates, keys
+    for depth in depths:
+        keys[depth] = budget_cache.calibration_key(ea, candidates, CALIBRATION_PROMPTS, CALIBRATION_NEW_TOKENS,
+                                                   depth=depth)
+        hit = budget_cache.load(keys[depth])
+        if hit is not None:
+            results[depth], dates[depth] = hit
+    return results, dates, keys
+
+
 def choose_budget(ea: "EaModel", candidates=CANDIDATE_BUDGETS, tau_curve: tuple[dict[int, float], str] | None = None,
                   calibrate_with_prompts: bool = True) -> BudgetChoice:
-    """Pick the budget of ``candidates`` maximising τ(N) / round cost(N) for this head on this device.
+    """Pick the budget of ``candidates`` (and the depth, up to ``ea.depth``) maximising τ / round cost for this
+    head on this device.
 
-    The cost table and the calibration come from the on-disk cache when this model, head and machine
+    The cost table and the calibrations come from the on-disk cache when this model, head and machine
     measured them before (`jakiro.model.budget_cache`; ``JAKIRO_BUDGET_CACHE=0`` measures anew)."""
     candidates = tuple(sorted(set(int(c) for c in candidates)))
+    depths = candidate_depths(ea) if calibrate_with_prompts else (ea.depth,)
     fast = ea._target.fast is not None or bool(getattr(ea, "fast_verify", False))
     table, table_date, table_key = cached_forward_costs(ea.base_model, candidates, fast)
-    calibration, calibration_date, calibration_key = None, None, None
-    if calibrate_with_prompts:
-        calibration_key = budget_cache.calibration_key(ea, candidates, CALIBRATION_PROMPTS, CALIBRATION_NEW_TOKENS)
-        hit = budget_cache.load(calibration_key)
-        if hit is not None:
-            calibration, calibration_date = hit
-    calibrating = calibrate_with_prompts and calibration_date is None
-    if table is None or calibrating:
+    calibrations, calibration_dates, calibration_keys = _load_calibrations(ea, candidates, depths,
+                                                                           calibrate_with_prompts)
+    missing = [d for d in depths if d not in calibration_dates] if calibrate_with_prompts else []
+    if table is None or missing:
         work = ([f"timing {len(candidates)} tree sizes on this device"] if table is None else [])
-        if calibrating:
-            work.append("calibrating the head's acceptance" if tau_curve is None
-                        else "timing the head's drafting")
+        if missing:
+            what = "calibrating the head's acceptance" if tau_curve is None else "timing the head's drafting"
+            at = f" at depth {', '.join(map(str, missing))}" if len(depths) > 1 else ""
+            work.append(what + at)
         done = ([f"forward costs from the cache (measured {budget_cache.when(table_date)})"]
                 if table is not None else [])
         where = budget_cache.cache_dir()
         kept = (f" (kept in {where} for the next start)"
-                if where is not None and (table is None or calibration_key is not None) else "")
+                if where is not None and (table is None or any(calibration_keys.get(d) for d in missing)) else "")
         print("jakiro: choosing the tree budget (total_token=-1): " + "; ".join(done + [" and ".join(work)])
               + kept, file=sys.stderr, flush=True)
     if table is None:
         table = forward_costs(ea.base_model, candidates, fast)
         budget_cache.store(table_key, table)
-    if calibrating:
-        calibration = calibrate(ea, candidates)
-        budget_cache.store(calibration_key, calibration)
+    for depth in missing:
+        calibrations[depth] = calibrate(ea, candidates, depth=depth)
+        budget_cache.store(calibration_keys.get(depth), calibrations[depth])
     step = table.step_ms
+    own = calibrations.get(ea.depth)
     if tau_curve is not None:
         curve, source = tau_curve
-        tau = {n: interpolate_tau(curve, n) for n in candidates}
-    elif calibration is not None:
-        tau, source = calibration["tau"], f"calibration ({calibration['rounds']} greedy rounds on built-in prompts)"
+        card = {n: interpolate_tau(curve, n) for n in candidates}
+        tau_by_depth = {ea.depth: card}
+        for depth, result in calibrations.items():  # other depths: the card scaled by the calibration's ratio
+            if depth != ea.depth and result is not None and own is not None:
+                tau_by_depth[depth] = {n: max(1.0, card[n] * result["tau"][n] / own["tau"][n]) for n in candidates}
+        if len(tau_by_depth) > 1:
+            source += " (other depths scaled by the calibration)"
+    elif own is not None:
+        tau_by_depth = {d: r["tau"] for d, r in calibrations.items() if r is not None}
+        source = f"calibration ({own['rounds']} greedy rounds on built-in prompts)"
     else:
-        tau, source = {n: prior_tau(n) for n in candidates}, f"prior N ** {PRIOR_EXPONENT} (no measured curve)"
-    draft = 1000 * calibration["draft_s"] / step if calibration else 0.0
-    bookkeeping = 1000 * calibration["bookkeeping_s"] / step if calibration else 0.0
-    rounds = {n: draft + bookkeeping + table.round_cost(n, tau[n], fast=fast) for n in candidates}
-    score = {n: tau[n] / rounds[n] for n in candidates}
-    best = max(candidates, key=lambda n: (score[n], -n))
+        tau_by_depth = {ea.depth: {n: prior_tau(n) for n in candidates}}
+        source = f"prior N ** {PRIOR_EXPONENT} (no measured curve)"
+    drafter = ea.drafter
+    has_depth = bool(getattr(drafter, "chooses_depth", False))
+
+    def draft_steps(n: int, depth: int) -> float:
+        result = calibrations.get(depth)
+        if not result:
+            return 0.0
+        per_round = 1000 * result["draft_s"] / step
+        if not has_depth or "forwards" not in result:
+            return per_round
+        return per_round / max(result["forwards"], 1) * _forwards(drafter, n, depth)
+
+    rounds_by_depth, score_by_depth = {}, {}
+    for depth, tau in tau_by_depth.items():
+        bookkeeping = 1000 * calibrations[depth]["bookkeeping_s"] / step if calibrations.get(depth) else 0.0
+        rounds_by_depth[depth] = {n: draft_steps(n, depth) + bookkeeping + table.round_cost(n, tau[n], fast=fast)
+                                  for n in candidates}
+        score_by_depth[depth] = {n: tau[n] / rounds_by_depth[depth][n] for n in candidates}
+    best_depth, best = max(((d, n) for d in score_by_depth for n in candidates),
+                           key=lambda dn: (score_by_depth[dn[0]][dn[1]], -dn[1], dn[0]))
     verify_ms = {e.rows: (e.fast_ms if fast and e.fast_ms is not None else e.verify_ms) for e in table.entries}
-    if table_date is not None and not calibrating:
-        oldest = min(d for d in (table_date, calibration_date) if d is not None)
-        print(f"jakiro: tree budget from the cache (measured {budget_cache.when(oldest)}): total_token={best}; "
-              f"{budget_cache.ENV}=0 measures it again", file=sys.stderr, flush=True)
-    return BudgetChoice(best, source, tau, rounds, score, draft, bookkeeping, fast, step, verify_ms)
+    chosen = calibrations.get(best_depth)
+    draft = draft_steps(best, best_depth)
+    bookkeeping = 1000 * chosen["bookkeeping_s"] / step if chosen else 0.0
+    if table_date is not None and not missing:
+        oldest = min([table_date] + [d for d in calibration_dates.values() if d is not None])
+        depth_note = f", depth={best_depth}" if has_depth and len(depths) > 1 else ""
+        print(f"jakiro: tree budget from the cache (measured {budget_cache.when(oldest)}): total_token={best}"
+              f"{depth_note}; {budget_cache.ENV}=0 measures it again", file=sys.stderr, flush=True)
+    return BudgetChoice(best, source, tau_by_depth[best_depth], rounds_by_depth[best_depth], score_by_depth[best_depth],
+                        draft, bookkeeping, fast, step, verify_ms, best_depth if has_depth else None,
+                        score_by_depth if len(score_by_depth) > 1 else {})
 
 
 def choose_total_token(model, candidates: tuple[int, ...] = CANDIDATE_BUDGETS,

@@ -137,7 +137,7 @@ def _plain(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def calibration_key(ea, candidates, prompts, max_new_tokens: int) -> dict | None:
+def calibration_key(ea, candidates, prompts, max_new_tokens: int, depth: int | None = None) -> dict | None:
     """Everything the calibration depends on, or None where the base or head has no folder to identify it."""
     base_sig = folder_signature(base_folder(ea.base_model))
     head_sig = folder_signature(getattr(ea.ea_layer, "source_folder", None))
@@ -149,7 +149,7 @@ def calibration_key(ea, candidates, prompts, max_new_tokens: int) -> dict | None
             "base_fingerprint": base_fingerprint(ea.base_model.config), "base_folder": base_sig,
             "head_folder": head_sig, "method": str(getattr(ea.ea_layer.config, "method", "")),
             "head_class": type(ea.ea_layer).__name__, "drafter": type(drafter).__name__,
-            "depth": ea.depth, "top_k": ea.top_k, "drafter_options": _plain(ea.drafter_options),
+            "depth": ea.depth if depth is None else depth, "top_k": ea.top_k, "drafter_options": _plain(ea.drafter_options),
             "draft_dtype": str(getattr(drafter, "draft_dtype", "")),
             "tokenizer": [type(tokenizer).__name__, len(tokenizer) if tokenizer is not None else 0],
             "stop_ids": sorted(int(i) for i in (ea.stop_ids or ())),

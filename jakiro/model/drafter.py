@@ -41,6 +41,11 @@ class Drafter(ABC):
         return 0
 
     @property
+    def chooses_depth(self) -> bool:
+        """Its tree grows level by level up to ``depth``, so the auto budget may choose the depth too."""
+        return False
+
+    @property
     def max_path_drafts(self) -> int | None:
         """The most draft tokens one round can accept (the deepest tree level), or None if unbounded/unknown."""
         return None

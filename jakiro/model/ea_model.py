@@ -31,7 +31,8 @@ def stop_token_ids(model: nn.Module) -> set[int]:
 
 class EaModel(nn.Module):
     """Base model + draft head. ``total_token`` counts the root; ``-1`` picks the budget that maximises this
-    head's τ per round cost on this device (`jakiro.model.budget`; the choice is in ``budget_choice``)."""
+    head's τ per round cost on this device, and with it the depth, ``depth`` being then the deepest tree
+    considered (`jakiro.model.budget`; the choice is in ``budget_choice``)."""
 
     def __init__(self, base_model: nn.Module, ea_layer: nn.Module, tokenizer=None, total_token: int = 60,
                  depth: int = 5, top_k: int = 10, fast_verify: bool | None = None, **drafter_options):
@@ -60,6 +61,7 @@ class EaModel(nn.Module):
         if total_token == -1:  # measure this head's acceptance and this device's costs, then rebuild the drafter
             self.budget_choice = choose_budget(self, tau_curve=head_tau_curve(getattr(ea_layer, "source_folder", None)))
             self.total_token, self.budget_timings = self.budget_choice.total_token, self.budget_choice.timings
+            self.depth = self.budget_choice.depth or self.depth
             self.drafter = self.make_drafter()
         if self.fast_verify:
             self._target.use_fast_verify(self.drafter.max_tree_tokens or self.total_token)

@@ -55,8 +55,24 @@ class TreeDrafter(Drafter):
         return min(width, self.total_token - 1) if self.total_token >= 2 else width
 
     @property
+    def chooses_depth(self) -> bool:
+        return True
+
+    @property
+    def levels_drafted(self) -> int:
+        """``depth``, capped where deeper levels could never be selected: a node at level L has L - 1 ancestors
+        that outrank it (cumulative log-probabilities only fall along a path; the stable selection breaks ties
+        for the ancestor), so with ``total_token - 1`` draft nodes no node below level ``total_token - 1``
+        is ever kept. The cap leaves the selected tree exactly as it was and saves the forwards that drafted
+        those levels (a 4-node tree drafts 3 levels, not 6)."""
+        if self.total_token < 2:
+            return self.depth
+        deepest = self.total_token - 1  # the last level is contrastive (CEPD) or one more forward (no CEPD)
+        return max(1, min(self.depth, deepest if self.cepd else deepest - 1))
+
+    @property
     def forwards_per_round(self) -> int:
-        return self.depth if self.cepd else self.depth + 1
+        return self.levels_drafted if self.cepd else self.levels_drafted + 1
 
     @property
     def max_path_drafts(self) -> int:
@@ -86,7 +102,7 @@ class TreeDrafter(Drafter):
 
     @torch.no_grad()
     def propose(self, root_token: int) -> DraftTree:
-        model, depth = self.model, self.depth
+        model, depth = self.model, self.levels_drafted
         device = self.pending_features.device
         k = self.width
         tokens = torch.cat((self.pending_tokens, torch.tensor([[root_token]], device=device)), dim=1)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from jakiro.errors import ConfigError
+from jakiro.model.draft_precision import DraftCopy, resolve_draft_dtype
 from jakiro.model.drafter import Drafter
 from jakiro.model.kv_cache import PreallocatedLayer
 from jakiro.model.static_tree import StaticTree, named_tree
@@ -127,7 +128,10 @@ class JakiroStarDrafter(Drafter):
     """Drafter for Jakiro* heads: decoupled expert candidates on a static (default) or dynamic tree."""
 
     def __init__(self, model: JakiroStarHead, total_token: int = 60, depth: int = 5, top_k: int = 10,
-                 tree: str = "static", tree_choices: str | Sequence[Sequence[int]] | None = None):
+                 tree: str = "static", tree_choices: str | Sequence[Sequence[int]] | None = None,
+                 draft_dtype: str | torch.dtype | None = None):
+        """``draft_dtype``: the dtype of the weights the head drafts with (None = its own; ``"auto"`` = bf16 on
+        CPU where that is cheaper), as for Jakiro's drafter (`jakiro.model.draft_precision`)."""
         if tree not in TREES:
             raise ConfigError(f"unknown tree {tree!r} for a Jakiro* head: use 'static' or 'dynamic'")
         if total_token < 2 and total_token != -1:
@@ -139,7 +143,11 @@ class JakiroStarDrafter(Drafter):
                 raise ConfigError(f"depth must be >= 1, got {depth}")
             if top_k < 1:
                 raise ConfigError(f"top_k (tree) must be >= 1, got {top_k}")
-        self.model, self.total_token, self.depth, self.top_k, self.tree = model, total_token, depth, top_k, tree
+        self.head, self.total_token, self.depth, self.top_k, self.tree = model, total_token, depth, top_k, tree
+        self.draft_dtype = next(model.parameters()).dtype if draft_dtype is None else resolve_draft_dtype(model,
+                                                                                                         draft_dtype)
+        self._copy = DraftCopy(model, self.draft_dtype)
+        self.model = model
         self.shape: StaticTree | None = None
         if tree == "static":
             shape = named_tree("jakiro_star" if tree_choices is None else tree_choices)
@@ -178,10 +186,22 @@ class JakiroStarDrafter(Drafter):
 
     # -- Drafter interface ------------------------------------------------------------------------
     @property
+    def chooses_depth(self) -> bool:
+        return self.shape is None
+
+    @property
+    def levels_drafted(self) -> int:
+        """Dynamic tree: ``depth``, capped where no deeper node could be selected (as `TreeDrafter.levels_drafted`:
+        a node at level L is outranked by its L - 1 ancestors, so none below level ``total_token - 1`` is kept)."""
+        if self.total_token < 2:
+            return self.depth
+        return max(1, min(self.depth, self.total_token - 2))
+
+    @property
     def forwards_per_round(self) -> int:
         if self.shape is not None:
             return 1 + sum(len(level.forward_rows) > 0 for level in self._levels)
-        return self.depth + 1
+        return self.levels_drafted + 1
 
     @property
     def max_path_drafts(self) -> int:
@@ -215,12 +235,14 @@ class JakiroStarDrafter(Drafter):
         return self.depth * self.top_k
 
     def start(self, input_ids: torch.Tensor, features: torch.Tensor, capacity: int) -> None:
+        self.model = self._copy.get()  # the head itself, or its copy in draft_dtype (rebuilt if the head changed)
         self.cache = PreallocatedLayer(capacity + self.tree_entries + 1)
         self.stable = 0
-        self.pending_tokens, self.pending_features = input_ids[:, 1:], features
+        self.pending_tokens, self.pending_features = input_ids[:, 1:], features.to(self._copy.activation_dtype)
 
     def accept(self, accepted_ids: torch.Tensor, accepted_features: torch.Tensor) -> None:
-        self.pending_tokens, self.pending_features = accepted_ids[:, 1:], accepted_features
+        self.pending_tokens = accepted_ids[:, 1:]
+        self.pending_features = accepted_features.to(self._copy.activation_dtype)
 
     def _mask(self, rows: int, tree_block: torch.Tensor) -> torch.Tensor:
         """Boolean attention mask [1,1,rows,stable+tree]: every verified position plus the tree block."""
@@ -286,7 +308,8 @@ class JakiroStarDrafter(Drafter):
         hidden = features[owner[0], 0]  # [k, H]: each level-1 node continues from its expert's feature
         frontier_tokens, frontier_scores = ids[0], scores[0]
         tree_block = torch.eye(k, dtype=torch.bool, device=device)
-        for level in range(2, self.depth + 2):
+        depth = self.levels_drafted
+        for level in range(2, depth + 2):
             position = torch.full((1, k), self.stable + level - 2, device=device)
             step = self.model.expert_step(hidden[None], frontier_tokens[None], position, self._mask(k, tree_block),
                                           self.cache)
@@ -295,7 +318,7 @@ class JakiroStarDrafter(Drafter):
             cumulative = frontier_scores[:, None] + child_logp  # [k parents, k children]
             children = pool.add(child_ids, cumulative, nodes[:, None].expand(k, k)).view(k, k)
             proposers.append(child_owner.flatten())
-            if level == self.depth + 1:
+            if level == depth + 1:
                 break
             frontier_scores, best = cumulative.flatten().topk(k)
             parent_row = best // k
@@ -309,11 +332,14 @@ class JakiroStarDrafter(Drafter):
 
 
 def make_star_drafter(ea_model) -> JakiroStarDrafter:
-    """The registry's drafter for Jakiro* heads (options: ``tree`` = static|dynamic, ``tree_choices``)."""
+    """The registry's drafter for Jakiro* heads (options: ``tree`` = static|dynamic, ``tree_choices``,
+    ``draft_dtype`` (default ``"auto"``: bf16 weights on CPU where that is cheaper))."""
     options = dict(ea_model.drafter_options)
     tree = options.pop("tree", "static")
     choices = options.pop("tree_choices", None)
+    draft_dtype = options.pop("draft_dtype", "auto")
     if options:
         raise ConfigError(f"unknown option(s) {sorted(options)} for a jakiro_star head: it takes tree "
-                          "('static' or 'dynamic') and tree_choices")
-    return JakiroStarDrafter(ea_model.ea_layer, ea_model.total_token, ea_model.depth, ea_model.top_k, tree, choices)
+                          "('static' or 'dynamic'), tree_choices and draft_dtype")
+    return JakiroStarDrafter(ea_model.ea_layer, ea_model.total_token, ea_model.depth, ea_model.top_k, tree, choices,
+                             draft_dtype)

@@ -175,10 +175,12 @@ def test_resumed_auto_budget_keeps_the_recorded_budget(tiny_models, question_fil
     assert gen_ea_answer.main(args + ["--question-end", "1"]) == 0
     record = read_jsonl(path)[0]
     assert record["meta"]["settings"]["total_token_requested"] == -1 and record["meta"]["budget_timings"]
-    record["meta"]["settings"]["total_token"] = 4  # as if this machine had chosen 4 when the run began
+    assert record["meta"]["settings"]["depth"] <= 3, "the depth is chosen with the budget, at most --depth"
+    record["meta"]["settings"]["total_token"] = 4  # as if this machine had chosen 4 (and depth 2) when the run began
+    record["meta"]["settings"]["depth"] = 2
     path.write_text(json.dumps(record) + "\n")
     assert gen_ea_answer.main(args) == 0
     second = read_jsonl(path)[1]
-    assert second["meta"]["settings"]["total_token"] == 4
+    assert second["meta"]["settings"]["total_token"] == 4 and second["meta"]["settings"]["depth"] == 2
     # a 4-node tree holds 3 drafts: no round can produce more than 3 + the bonus token
     assert max(a for turn in second["choices"][0]["accept_lengths"] for a in turn) <= 4

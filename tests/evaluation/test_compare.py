@@ -41,6 +41,9 @@ def test_report_has_every_contender_and_metric(compared):
     meta = report["meta"]
     assert meta["total_token"] in CANDIDATE_BUDGETS and len(meta["budget_timings"]) == len(CANDIDATE_BUDGETS)
     assert meta["settings"]["total_token_requested"] == -1 and meta["device"] == "cpu"
+    assert meta["depth_requested"] == 3 and meta["depth"] == meta["budget_choice"]["depth"] in (1, 2, 3)
+    answer = read_jsonl(out / "answers" / "jakiro.jsonl")[0]
+    assert answer["meta"]["settings"]["depth"] == meta["depth"], "the contenders draft at the chosen depth"
     markdown = (out / "compare.md").read_text()
     assert "speedup vs HF generate" in markdown and "| Jakiro" in markdown and "auto: chosen by timing" in markdown
     for name in ("tokens_per_second", "speedup", "tau"):

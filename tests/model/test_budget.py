@@ -132,3 +132,37 @@ def test_auto_budget_end_to_end_is_lossless():
     assert set(ea.budget_choice.tau) == set(CANDIDATE_BUDGETS)
     prompt = random_prompt(1, base.config.vocab_size)
     assert torch.equal(ea.eagenerate(prompt, max_new_tokens=10), hf_greedy(base, prompt, 10))
+
+
+def test_depth_is_chosen_with_the_budget(monkeypatch):
+    """A shallower tree that accepts almost as much but drafts with fewer forwards wins; never deeper than asked."""
+    monkeypatch.setattr(budget_module, "forward_costs", fake_table)
+    seen = []
+
+    def fake_calibrate(ea, budgets, *args, depth=None, **kwargs):
+        seen.append(depth)
+        gain = {1: 0.30, 2: 0.36, 3: 0.38}[depth]  # deeper trees accept a little more ...
+        forwards = ea.drafter.forwards_per_round if depth is None else depth
+        return {"tau": {n: 1 + gain * (1 + n / 64) for n in budgets}, "draft_s": 0.05 * depth,  # ... but cost more
+                "bookkeeping_s": 0.0, "rounds": 9, "forwards": depth}
+
+    monkeypatch.setattr(budget_module, "calibrate", fake_calibrate)
+    ea = EaModel.from_base_model(build_base("llama"), seed=0, total_token=8, depth=3, top_k=2)
+    choice = choose_budget(ea, (4, 8, 16))
+    assert sorted(seen) == [1, 2, 3] and set(choice.score_by_depth) == {1, 2, 3}
+    best = max((s, d) for d, by_n in choice.score_by_depth.items() for s in by_n.values())
+    assert choice.depth == best[1] == 1 and choice.score == choice.score_by_depth[1]
+    assert json.loads(json.dumps(choice.as_dict()))["score_by_depth"]["2"]["8"] == choice.score_by_depth[2][8]
+    seen.clear()
+    shallow = EaModel.from_base_model(build_base("llama"), seed=0, total_token=8, depth=1, top_k=2)
+    assert choose_budget(shallow, (4, 8)).depth == 1 and seen == [1], "never deeper than the requested depth"
+
+
+def test_auto_budget_builds_the_drafter_at_the_chosen_depth():
+    base = build_base("llama", vocab=len(build_tiny_tokenizer()))
+    ea = EaModel.from_base_model(base, build_tiny_tokenizer(), seed=0, total_token=-1, depth=4, top_k=3)
+    choice = ea.budget_choice
+    assert choice.depth in (1, 2, 3, 4) and set(choice.score_by_depth) == {1, 2, 3, 4}
+    assert ea.depth == ea.drafter.depth == choice.depth and ea.drafter.total_token == choice.total_token
+    prompt = random_prompt(1, base.config.vocab_size)
+    assert torch.equal(ea.eagenerate(prompt, max_new_tokens=10), hf_greedy(base, prompt, 10))

@@ -69,7 +69,7 @@ def ea(folders, tmp_path):
 
     base, head = folders
     head_copy = Path(shutil.copytree(head, tmp_path / "head"))
-    return EaModel.from_pretrained(str(base), str(head_copy), total_token=8, depth=2, top_k=2)
+    return EaModel.from_pretrained(str(base), str(head_copy), total_token=8, depth=1, top_k=2)  # one calibration
 
 
 def cache_files(kind: str = "") -> list[Path]:
@@ -179,7 +179,7 @@ def test_a_head_without_a_folder_caches_only_the_cost_table(counter):
     ea = EaModel.from_base_model(build_base("llama"), seed=0, total_token=8, depth=2, top_k=2)
     for _ in range(2):
         choose_budget(ea, CANDIDATES)
-    assert (counter.costs, counter.calibrations) == (1, 2)
+    assert (counter.costs, counter.calibrations) == (1, 4), "depths 1 and 2, calibrated at each start"
     assert cache_files("costs") and not cache_files("calibration")
 
 
@@ -198,6 +198,7 @@ def test_a_second_auto_start_reads_the_real_calibration_back(folders, monkeypatc
     base, head = folders
     first = EaModel.from_pretrained(str(base), str(head), total_token=-1, depth=2, top_k=2)
     second = EaModel.from_pretrained(str(base), str(head), total_token=-1, depth=2, top_k=2)
-    assert len(runs) == 1
+    assert len(runs) == 2, "one calibration per candidate depth (1 and 2), none at the second start"
+    assert second.depth == first.depth == first.budget_choice.depth
     assert second.budget_choice.as_dict() == first.budget_choice.as_dict()
     assert second.total_token == first.total_token and second.drafter.total_token == second.total_token

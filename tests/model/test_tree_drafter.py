@@ -179,3 +179,24 @@ def test_width_capped_by_the_budget_selects_the_same_tree(tiny_base, budget, dep
             tree = (tree.tokens.tolist(), tree.parents.tolist())
         trees.append(tree)
     assert trees[0] == trees[1]
+
+
+@pytest.mark.parametrize("budget,depth,experts", [(4, 5, 2), (4, 5, 1), (3, 6, 2), (5, 6, 1)])
+def test_levels_capped_by_the_budget_select_the_same_tree(tiny_base, budget, depth, experts):
+    """Levels deeper than total_token-1 can never hold a selected node: drafting fewer levels keeps the tree."""
+    base = tiny_base("llama", logit_scale=8.0)
+    prompt = random_prompt(4, base.config.vocab_size, low=4)
+    trees, forwards = [], []
+    for cap in (True, False):
+        ea = EaModel.from_base_model(base, seed=2, total_token=budget, depth=depth, top_k=10, num_experts=experts,
+                                     draft_dtype="float32")
+        drafter = ea.drafter
+        if not cap:  # the same drafter drafting every level
+            drafter.__class__ = type("Uncapped", (TreeDrafter,), {"levels_drafted": property(lambda s: s.depth)})
+        ids, _ = start_drafter(ea, base, prompt, rounds=2)
+        tree = drafter.propose(ids[-1])
+        trees.append((tree.tokens.tolist(), tree.parents.tolist()))
+        forwards.append(drafter.forwards_per_round)
+    assert trees[0] == trees[1]
+    assert forwards[0] < forwards[1] == (depth if experts == 2 else depth + 1)
+    assert forwards[0] == budget - 1

@@ -95,7 +95,7 @@ CASES = [
 @pytest.mark.parametrize("name,options,rounds", CASES, ids=[c[0] for c in CASES])
 def test_children_are_the_merged_expert_candidates(tiny_base, monkeypatch, name, options, rounds):
     base = tiny_base("llama", logit_scale=8.0)
-    ea = EaModel.from_base_model(base, seed=2, method="jakiro_star", **options)
+    ea = EaModel.from_base_model(base, seed=2, method="jakiro_star", draft_dtype="float32", **options)
     decouple_experts(ea)
     prompt = random_prompt(3, base.config.vocab_size, low=4)
     pools = []
@@ -138,7 +138,7 @@ def test_two_experts_give_different_children(tiny_base):
     """On a decoupled head the children of one node come from both experts, and they differ from what
     either expert alone would draft: the tree is not one expert's top-k."""
     base = tiny_base("llama", logit_scale=8.0)
-    ea = EaModel.from_base_model(base, seed=2, method="jakiro_star", total_token=60)
+    ea = EaModel.from_base_model(base, seed=2, method="jakiro_star", total_token=60, draft_dtype="float32")
     decouple_experts(ea)
     prompt = random_prompt(4, base.config.vocab_size, low=4)
     tree, owners, paths = propose_checked(ea, base, prompt, 1)
@@ -174,9 +174,28 @@ def test_forwards_depth_and_errors(tiny_base):
     assert small.drafter.forwards_per_round == 2 and small.drafter.max_path_drafts == 2
     dynamic = EaModel.from_base_model(base, seed=0, method="jakiro_star", tree="dynamic", depth=4)
     assert dynamic.drafter.forwards_per_round == 5 and dynamic.drafter.max_path_drafts == 5
+    assert dynamic.drafter.chooses_depth and not ea.drafter.chooses_depth
+    capped = EaModel.from_base_model(base, seed=0, method="jakiro_star", tree="dynamic", depth=4, total_token=4)
+    assert capped.drafter.levels_drafted == 2 and capped.drafter.forwards_per_round == 3, "3 draft nodes: 3 levels"
     head = ea.ea_layer
     for bad, fragment in ((dict(tree="wide"), "unknown tree"), (dict(total_token=1), "total_token"),
                           (dict(tree="dynamic", tree_choices=[[0]]), "tree_choices"),
                           (dict(tree_choices=[[0], [0, 0, 1]]), "no parent")):
         with pytest.raises(ConfigError, match=fragment):
             JakiroStarDrafter(head, **bad)
+
+
+@pytest.mark.parametrize("tree", ["static", "dynamic"])
+def test_bf16_draft_copy_stays_lossless(tiny_base, tree):
+    """Jakiro* drafts with the head's bf16 copy (as Jakiro's drafter does); verification keeps the output exact."""
+    from tests.utils import hf_greedy
+
+    base = tiny_base("llama", logit_scale=8.0)
+    ea = EaModel.from_base_model(base, seed=2, method="jakiro_star", tree=tree, total_token=12, depth=3, top_k=3,
+                                 draft_dtype="bfloat16")
+    decouple_experts(ea)  # after construction: the copy must follow the head's new weights
+    for seed in range(2):
+        prompt = random_prompt(seed, base.config.vocab_size, low=4)
+        assert torch.equal(ea.eagenerate(prompt, max_new_tokens=16), hf_greedy(base, prompt, 16))
+    assert ea.drafter.draft_dtype == torch.bfloat16 and ea.drafter.model is not ea.ea_layer
+    assert ea.drafter.pending_features.dtype == ea.drafter._copy.activation_dtype
