@@ -106,6 +106,9 @@ def one_shot(model, args: argparse.Namespace, printer: Printer) -> int:
     text, stats, stopped = answer(model, messages, sampling, speculative, printer)
     printer.line(" (stopped)" if stopped else "")
     printer.line(stats_line(stats, speculative))
+    if speculative and getattr(model, "budget_choice", None) is not None:
+        printer.line(f"tree: {model.total_token} nodes, depth {model.depth} "
+                     "(chosen for this head on this device; --total-token/--depth set them)")
     if stopped:
         return 130
     if args.compare:

@@ -22,8 +22,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--random-head", action="store_true",
                        help="use a randomly initialised draft head instead (for tests, or when no head is installed)")
     group.add_argument("--total-token", type=int, default=60,
-                       help="draft tree size including the root; -1 picks it by timing this device (default: 60)")
-    group.add_argument("--depth", type=int, default=5, help="draft tree depth (default: 5)")
+                       help="draft tree size including the root; -1 picks it, and the depth (up to --depth), from "
+                            "the head's acceptance and this device's timings (default: 60)")
+    group.add_argument("--depth", type=int, default=5,
+                       help="draft tree depth; with --total-token -1 the deepest tree considered (default: 5)")
     group.add_argument("--top-k-tree", type=int, default=10, help="children expanded per draft node (default: 10)")
     group.add_argument("--dtype", default="auto",
                        help="float32, float16 or bfloat16 (default: auto = float32 on CPU, bfloat16 on GPU)")

@@ -40,9 +40,10 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
 def add_tree_args(parser: argparse.ArgumentParser, note: str = "") -> None:
     group = parser.add_argument_group("draft tree" + note)
     group.add_argument("--total-token", type=int, default=60,
-                       help="tree budget, root included; -1 = the budget maximising the head's tau per round "
-                            "cost timed on this device")
-    group.add_argument("--depth", type=int, default=5, help="draft depth")
+                       help="tree budget, root included; -1 = the budget (and depth, up to --depth) maximising "
+                            "the head's tau per round cost timed on this device")
+    group.add_argument("--depth", type=int, default=5,
+                       help="draft depth (with --total-token -1: the deepest tree considered)")
     group.add_argument("--top-k-tree", type=int, default=10, help="children expanded per tree node")
 
 

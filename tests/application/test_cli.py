@@ -47,6 +47,14 @@ def test_compare_adds_plain_decoding_and_the_speedup(tiny_model_args):
     assert lines[4] == "same output as plain decoding: yes"
 
 
+def test_auto_tree_says_which_budget_and_depth_it_chose(tiny_model_args):
+    code, lines = run_cli([*tiny_model_args, "--prompt", PROMPT, "--max-new-token", "8", "--no-warmup",
+                           "--total-token", "-1", "--depth", "3"])
+    assert code == 0 and JAKIRO_LINE.match(lines[1])
+    match = re.fullmatch(r"tree: (\d+) nodes, depth (\d) \(chosen for this head on this device; .*\)", lines[2])
+    assert match and int(match.group(2)) <= 3
+
+
 def test_highlight_colours_only_drafted_tokens(tiny_model_args):
     _, plain = run_cli([*tiny_model_args, "--prompt", PROMPT, "--max-new-token", "30", "--no-warmup"])
     _, coloured = run_cli([*tiny_model_args, "--prompt", PROMPT, "--max-new-token", "30", "--no-warmup",
