@@ -6,6 +6,11 @@
 # hidden states are saved with it). Every step resumes when rerun.
 # Usage: scripts/train_default_heads.sh WORKDIR [MAX_SAMPLES] [EPOCHS]
 #   ROLLOUT=K trains the Jakiro and EAGLE-2 heads with K-step training-time rollout (1 = the papers' recipe).
+#   FINETUNE_SAMPLES=N adds a second stage for the Jakiro and EAGLE-2 heads: the first N conversations' data
+#   (its own folder), FINETUNE_EPOCHS (3) more epochs from the first stage's head (--init-head) at FINETUNE_LR
+#   (5e-4), into WORKDIR/jakiro_ft and WORKDIR/eagle2_ft.
+#   The shipped Jakiro and EAGLE-2 heads: `FINETUNE_SAMPLES=3840 scripts/train_default_heads.sh WORK 1728 3`
+#   (18 shards for 3 epochs, then all 40 shards, 1,009,167 assistant tokens, for 3 more).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
 #   and Kangaroo heads and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU).
 set -euo pipefail
@@ -30,6 +35,18 @@ for head in jakiro eagle2; do
       --epochs "$EPOCHS" --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$WORK/$head" "${extra[@]}" \
       "${resume[@]}"
 done
+if [ -n "${FINETUNE_SAMPLES:-}" ]; then
+  PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data_ft" --max-samples "$FINETUNE_SAMPLES"
+  for head in jakiro eagle2; do
+    extra=()
+    [ "$head" = eagle2 ] && extra=(--num-experts 1 --no-contrastive)
+    resume=()
+    [ -f "$WORK/${head}_ft/progress.json" ] && resume=(--resume)
+    $PY -m jakiro.train.main --data "$WORK/data_ft" --base-model-path smollm2-135m-instruct --config "$CONFIG" \
+        --epochs "${FINETUNE_EPOCHS:-3}" --lr "${FINETUNE_LR:-5e-4}" --init-head "$WORK/$head/head" \
+        --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$WORK/${head}_ft" "${extra[@]}" "${resume[@]}"
+  done
+fi
 resume=()
 [ -f "$WORK/jakiro_star/progress.json" ] && resume=(--resume)
 $PY -m jakiro_star.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
