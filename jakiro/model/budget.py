@@ -382,6 +382,12 @@ def choose_budget(ea: "EaModel", candidates=CANDIDATE_BUDGETS, tau_curve: tuple[
         depth_note = f", depth={best_depth}" if has_depth and len(depths) > 1 else ""
         print(f"jakiro: tree budget from the cache (measured {budget_cache.when(oldest)}): total_token={best}"
               f"{depth_note}; {budget_cache.ENV}=0 measures it again", file=sys.stderr, flush=True)
+    if score_by_depth[best_depth][best] < 1.0:
+        print(f"jakiro: note: on this device even the best tree ({best} nodes) is predicted at "
+              f"{score_by_depth[best_depth][best]:.2f}x plain decoding (τ {tau_by_depth[best_depth][best]:.2f} per round "
+              f"of {rounds_by_depth[best_depth][best]:.2f} plain steps, {torch.get_num_threads()} thread(s)); "
+              "a better-trained head or another thread count (OMP_NUM_THREADS) may pay off",
+              file=sys.stderr, flush=True)
     return BudgetChoice(best, source, tau_by_depth[best_depth], rounds_by_depth[best_depth], score_by_depth[best_depth],
                         draft, bookkeeping, fast, step, verify_ms, best_depth if has_depth else None,
                         score_by_depth if len(score_by_depth) > 1 else {})

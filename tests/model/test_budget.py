@@ -166,3 +166,12 @@ def test_auto_budget_builds_the_drafter_at_the_chosen_depth():
     assert ea.depth == ea.drafter.depth == choice.depth and ea.drafter.total_token == choice.total_token
     prompt = random_prompt(1, base.config.vocab_size)
     assert torch.equal(ea.eagenerate(prompt, max_new_tokens=10), hf_greedy(base, prompt, 10))
+
+
+def test_a_tree_predicted_slower_than_plain_decoding_is_said(monkeypatch, capsys):
+    monkeypatch.setattr(budget_module, "forward_costs", fake_table)
+    ea = EaModel.from_base_model(build_base("llama"), seed=0, total_token=8, depth=2, top_k=2)
+    slow = choose_budget(ea, (4, 8), tau_curve=({4: 1.05, 8: 1.1}, "weak head"), calibrate_with_prompts=False)
+    assert max(slow.score.values()) < 1 and "predicted at 0.95x plain decoding" in capsys.readouterr().err
+    choose_budget(ea, (4, 8), tau_curve=({4: 1.5, 8: 1.9}, "good head"), calibrate_with_prompts=False)
+    assert "predicted at" not in capsys.readouterr().err
