@@ -25,26 +25,26 @@ STAR_CONFIG=jakiro_star/train/configs/smollm2-135m.json
 KANGAROO_CONFIG=kangaroo/train/configs/smollm2-135m.json
 KANGAROO_EXIT_LAYER=${KANGAROO_EXIT_LAYER:-2}   # one of the saved layers; see docs/kangaroo.md
 
+# train_core_head HEAD DATA OUT [train options...]: a Jakiro or EAGLE-2 head, resuming OUT when it has progress
+train_core_head() {
+  local head=$1 data=$2 out=$3
+  shift 3
+  local extra=() resume=()
+  [ "$head" = eagle2 ] && extra=(--num-experts 1 --no-contrastive)
+  [ -f "$out/progress.json" ] && resume=(--resume)
+  $PY -m jakiro.train.main --data "$data" --base-model-path smollm2-135m-instruct --config "$CONFIG" \
+      --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$out" "$@" "${extra[@]}" "${resume[@]}"
+}
+
 PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data" --max-samples "$SAMPLES"
 for head in jakiro eagle2; do
-  extra=()
-  [ "$head" = eagle2 ] && extra=(--num-experts 1 --no-contrastive)
-  resume=()
-  [ -f "$WORK/$head/progress.json" ] && resume=(--resume)
-  $PY -m jakiro.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$CONFIG" \
-      --epochs "$EPOCHS" --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$WORK/$head" "${extra[@]}" \
-      "${resume[@]}"
+  train_core_head "$head" "$WORK/data" "$WORK/$head" --epochs "$EPOCHS"
 done
 if [ -n "${FINETUNE_SAMPLES:-}" ]; then
   PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data_ft" --max-samples "$FINETUNE_SAMPLES"
   for head in jakiro eagle2; do
-    extra=()
-    [ "$head" = eagle2 ] && extra=(--num-experts 1 --no-contrastive)
-    resume=()
-    [ -f "$WORK/${head}_ft/progress.json" ] && resume=(--resume)
-    $PY -m jakiro.train.main --data "$WORK/data_ft" --base-model-path smollm2-135m-instruct --config "$CONFIG" \
-        --epochs "${FINETUNE_EPOCHS:-3}" --lr "${FINETUNE_LR:-5e-4}" --init-head "$WORK/$head/head" \
-        --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$WORK/${head}_ft" "${extra[@]}" "${resume[@]}"
+    train_core_head "$head" "$WORK/data_ft" "$WORK/${head}_ft" --epochs "${FINETUNE_EPOCHS:-3}" \
+        --lr "${FINETUNE_LR:-5e-4}" --init-head "$WORK/$head/head"
   done
 fi
 resume=()
