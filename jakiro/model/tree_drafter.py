@@ -20,6 +20,21 @@ from .kv_cache import PreallocatedLayer
 from .tree import CandidatePool, DraftTree
 
 
+def levels_within_budget(depth: int, total_token: int, free_last_level: bool) -> int:
+    """The levels worth drafting: ``depth``, capped where deeper levels could never be selected.
+
+    A node at level L has L - 1 ancestors that outrank it (cumulative log-probabilities only fall along a path;
+    the stable selection breaks ties for the ancestor), so with ``total_token - 1`` draft nodes no node below
+    level ``total_token - 1`` is ever kept. The cap leaves the selected tree exactly as it was and saves the
+    forwards that drafted those levels (a 4-node tree drafts 3 levels, not 6). ``free_last_level``: the tree
+    ends one level below ``depth`` without a forward of its own (CEPD's contrastive level); otherwise that
+    level costs a forward like the others."""
+    if total_token < 2:
+        return depth
+    deepest = total_token - 1
+    return max(1, min(depth, deepest if free_last_level else deepest - 1))
+
+
 class TreeDrafter(Drafter):
     """Drafter for Jakiro (2 experts, CEPD) and the EAGLE-2 baseline head (1 expert, no CEPD)."""
 
@@ -60,15 +75,7 @@ class TreeDrafter(Drafter):
 
     @property
     def levels_drafted(self) -> int:
-        """``depth``, capped where deeper levels could never be selected: a node at level L has L - 1 ancestors
-        that outrank it (cumulative log-probabilities only fall along a path; the stable selection breaks ties
-        for the ancestor), so with ``total_token - 1`` draft nodes no node below level ``total_token - 1``
-        is ever kept. The cap leaves the selected tree exactly as it was and saves the forwards that drafted
-        those levels (a 4-node tree drafts 3 levels, not 6)."""
-        if self.total_token < 2:
-            return self.depth
-        deepest = self.total_token - 1  # the last level is contrastive (CEPD) or one more forward (no CEPD)
-        return max(1, min(self.depth, deepest if self.cepd else deepest - 1))
+        return levels_within_budget(self.depth, self.total_token, self.cepd)
 
     @property
     def forwards_per_round(self) -> int:

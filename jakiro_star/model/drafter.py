@@ -32,6 +32,7 @@ from jakiro.model.drafter import Drafter
 from jakiro.model.kv_cache import PreallocatedLayer
 from jakiro.model.static_tree import StaticTree, named_tree
 from jakiro.model.tree import CandidatePool, DraftTree
+from jakiro.model.tree_drafter import levels_within_budget
 
 from .head import JakiroStarHead
 
@@ -191,11 +192,8 @@ class JakiroStarDrafter(Drafter):
 
     @property
     def levels_drafted(self) -> int:
-        """Dynamic tree: ``depth``, capped where no deeper node could be selected (as `TreeDrafter.levels_drafted`:
-        a node at level L is outranked by its L - 1 ancestors, so none below level ``total_token - 1`` is kept)."""
-        if self.total_token < 2:
-            return self.depth
-        return max(1, min(self.depth, self.total_token - 2))
+        """Dynamic tree: ``depth``, capped where no deeper node could be selected (`levels_within_budget`)."""
+        return levels_within_budget(self.depth, self.total_token, free_last_level=False)
 
     @property
     def forwards_per_round(self) -> int:
