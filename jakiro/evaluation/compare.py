@@ -86,7 +86,7 @@ def choose_reference(requested: str | None, names: list[str]) -> str:
 
 
 def resolve_budget(base, total_token: int, tokenizer=None, head: str | None = None, depth: int = 5,
-                   top_k: int = 10) -> tuple[int, dict, dict | None]:
+                   top_k: int = 10) -> tuple[int, dict, dict | None, int]:
     """The tree budget: as given, or (``-1``) chosen once and shared by all contenders: with ``head`` (the
     first contender's draft head) the budget maximising its τ per round cost on this device, else the
     prior τ curve against this device's costs. Returns the budget, the seconds per candidate forward, the

@@ -365,18 +365,17 @@ def choose_budget(ea: "EaModel", candidates=CANDIDATE_BUDGETS, tau_curve: tuple[
             return per_round
         return per_round / max(result["forwards"], 1) * _forwards(drafter, n, depth)
 
+    bookkeeping_by_depth = {d: 1000 * calibrations[d]["bookkeeping_s"] / step if calibrations.get(d) else 0.0
+                            for d in tau_by_depth}
     rounds_by_depth, score_by_depth = {}, {}
     for depth, tau in tau_by_depth.items():
-        bookkeeping = 1000 * calibrations[depth]["bookkeeping_s"] / step if calibrations.get(depth) else 0.0
-        rounds_by_depth[depth] = {n: draft_steps(n, depth) + bookkeeping + table.round_cost(n, tau[n], fast=fast)
-                                  for n in candidates}
+        rounds_by_depth[depth] = {n: draft_steps(n, depth) + bookkeeping_by_depth[depth]
+                                  + table.round_cost(n, tau[n], fast=fast) for n in candidates}
         score_by_depth[depth] = {n: tau[n] / rounds_by_depth[depth][n] for n in candidates}
     best_depth, best = max(((d, n) for d in score_by_depth for n in candidates),
                            key=lambda dn: (score_by_depth[dn[0]][dn[1]], -dn[1], dn[0]))
     verify_ms = {e.rows: (e.fast_ms if fast and e.fast_ms is not None else e.verify_ms) for e in table.entries}
-    chosen = calibrations.get(best_depth)
-    draft = draft_steps(best, best_depth)
-    bookkeeping = 1000 * chosen["bookkeeping_s"] / step if chosen else 0.0
+    draft, bookkeeping = draft_steps(best, best_depth), bookkeeping_by_depth[best_depth]
     if table_date is not None and not missing:
         oldest = min([table_date] + [d for d in calibration_dates.values() if d is not None])
         depth_note = f", depth={best_depth}" if has_depth and len(depths) > 1 else ""
