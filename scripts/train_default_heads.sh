@@ -6,11 +6,14 @@
 # hidden states are saved with it). Every step resumes when rerun.
 # Usage: scripts/train_default_heads.sh WORKDIR [MAX_SAMPLES] [EPOCHS]
 #   ROLLOUT=K trains the Jakiro and EAGLE-2 heads with K-step training-time rollout (1 = the papers' recipe).
-#   FINETUNE_SAMPLES=N adds a second stage for the Jakiro and EAGLE-2 heads: the first N conversations' data
-#   (its own folder), FINETUNE_EPOCHS (3) more epochs from the first stage's head (--init-head) at FINETUNE_LR
-#   (5e-4), into WORKDIR/jakiro_ft and WORKDIR/eagle2_ft.
-#   The shipped Jakiro and EAGLE-2 heads: `FINETUNE_SAMPLES=3840 scripts/train_default_heads.sh WORK 1728 3`
-#   (18 shards for 3 epochs, then all 40 shards, 1,009,167 assistant tokens, for 3 more).
+#   FINETUNE="SAMPLES:EPOCHS:LR ..." adds fine-tuning stages for the Jakiro and EAGLE-2 heads, in order: each
+#   trains on the first SAMPLES prompts' data for EPOCHS more epochs at LR, starting from the previous stage's
+#   head (--init-head, fresh optimiser), into WORKDIR/jakiro_ftN and WORKDIR/eagle2_ftN (N = 1, 2, ...).
+#   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
+#   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
+#   The shipped Jakiro and EAGLE-2 heads:
+#     FINETUNE="3840:3:5e-4 4704:3:4e-4" scripts/train_default_heads.sh WORK 1728 3
+#   (18 shards for 3 epochs, all 40 shards for 3 more, all 49 shards, 1,248,194 assistant tokens, for 3 more).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
 #   and Kangaroo heads and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU).
 set -euo pipefail
@@ -24,6 +27,7 @@ CONFIG=jakiro/train/configs/smollm2-135m.json
 STAR_CONFIG=jakiro_star/train/configs/smollm2-135m.json
 KANGAROO_CONFIG=kangaroo/train/configs/smollm2-135m.json
 KANGAROO_EXIT_LAYER=${KANGAROO_EXIT_LAYER:-2}   # one of the saved layers; see docs/kangaroo.md
+SHARD_SIZE=96  # prompts per shard in scripts/make_selfdistill_data.sh
 
 # train_core_head HEAD DATA OUT [train options...]: a Jakiro or EAGLE-2 head, resuming OUT when it has progress
 train_core_head() {
@@ -36,23 +40,42 @@ train_core_head() {
       --rollout-steps "$ROLLOUT" --dtype bf16 --tau-prompts 6 --out "$out" "$@" "${extra[@]}" "${resume[@]}"
 }
 
-PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data" --max-samples "$SAMPLES"
-for head in jakiro eagle2; do
-  train_core_head "$head" "$WORK/data" "$WORK/$head" --epochs "$EPOCHS"
+# One generation run covers every stage (the largest sample count); each stage trains on a view of its first
+# shards (jakiro.ge_data.subset), so the stages' conversations are nested and each held-out split is fixed.
+largest=$SAMPLES
+for spec in ${FINETUNE:-}; do
+  samples=${spec%%:*}
+  [ "$samples" -gt "$largest" ] && largest=$samples
 done
-if [ -n "${FINETUNE_SAMPLES:-}" ]; then
-  PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data_ft" --max-samples "$FINETUNE_SAMPLES"
+PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data_all" --max-samples "$largest"
+# subset_of SAMPLES: the folder holding the first SAMPLES prompts' shards (96 prompts per shard)
+subset_of() {
+  local shards=$(( ($1 + SHARD_SIZE - 1) / SHARD_SIZE ))
+  $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shards "$shards" --out "$WORK/data_$1" >&2
+  echo "$WORK/data_$1"
+}
+DATA=$(subset_of "$SAMPLES")
+for head in jakiro eagle2; do
+  train_core_head "$head" "$DATA" "$WORK/$head" --epochs "$EPOCHS"
+done
+stage=0
+for spec in ${FINETUNE:-}; do
+  IFS=: read -r samples epochs lr <<< "$spec"
+  stage=$((stage + 1))
+  stage_data=$(subset_of "$samples")
   for head in jakiro eagle2; do
-    train_core_head "$head" "$WORK/data_ft" "$WORK/${head}_ft" --epochs "${FINETUNE_EPOCHS:-3}" \
-        --lr "${FINETUNE_LR:-5e-4}" --init-head "$WORK/$head/head"
+    previous="$WORK/$head"
+    [ "$stage" -gt 1 ] && previous="$WORK/${head}_ft$((stage - 1))"
+    train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" --epochs "$epochs" --lr "$lr" \
+        --init-head "$previous/head"
   done
-fi
+done
 resume=()
 [ -f "$WORK/jakiro_star/progress.json" ] && resume=(--resume)
-$PY -m jakiro_star.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
+$PY -m jakiro_star.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
     --dtype bf16 --tau-prompts 6 --out "$WORK/jakiro_star" "${resume[@]}"
 resume=()
 [ -f "$WORK/kangaroo/progress.json" ] && resume=(--resume)
-$PY -m kangaroo.train.main --data "$WORK/data" --base-model-path smollm2-135m-instruct --config "$KANGAROO_CONFIG" \
+$PY -m kangaroo.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$KANGAROO_CONFIG" \
     --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$EPOCHS" --dtype bf16 --out "$WORK/kangaroo" \
     "${resume[@]}"

@@ -96,4 +96,4 @@ def test_shipped_head_config_has_the_jakiro_budget():
     assert star["draft"]["draft_vocab_size"] == jakiro["draft"]["draft_vocab_size"]
     script = (ROOT / "scripts/train_default_heads.sh").read_text()
     line = next(line for line in script.splitlines() if "jakiro_star.train.main" in line)
-    assert "jakiro_star/train/configs/smollm2-135m.json" in script and '"$WORK/data"' in line
+    assert "jakiro_star/train/configs/smollm2-135m.json" in script and '"$DATA"' in line
