@@ -37,9 +37,12 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
                         help="start from this trained head's weights (folder or shipped alias) instead of a fresh "
                              "initialisation, e.g. to fine-tune a shipped head on new data; it must have the run's "
                              "method and shapes, and its draft vocabulary is kept")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="train nothing: write the held-out metrics of the --init-head head on this data's "
+                             "held-out split to OUT/holdout_eval.json (compare heads on the same conversations)")
 
 
 def training_job(args: argparse.Namespace, tau: TauSettings | None = None) -> TrainingJob:
     """The job of a parsed command line (``--data``, ``--base-model-path``, ``--out``, ``--resume`` and the job flags)."""
     return TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau,
-                       args.init_head)
+                       args.init_head, args.eval_only)

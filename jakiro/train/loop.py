@@ -86,6 +86,7 @@ class TrainingJob:
     max_steps: int | None = None    # stop each epoch after N optimizer steps (smoke tests)
     tau: TauSettings | None = None
     init_head: str | None = None    # warm start: a trained head's folder or alias (`warm_start`)
+    eval_only: bool = False         # only the held-out metrics of ``init_head`` (`evaluate_only`)
 
 
 def same_settings(previous: dict, current: dict) -> bool:
@@ -168,7 +169,12 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     from accelerate.utils import set_seed
 
     out = job.out
-    check_resume(out, run, job.resume)
+    if job.eval_only:
+        if job.init_head is None or job.resume:
+            raise ConfigError("--eval-only evaluates the head given by --init-head (and cannot --resume): "
+                              "pass --init-head HEAD")
+    else:
+        check_resume(out, run, job.resume)
     cfg = run.train
     precision = job.dtype or ("bf16" if torch.cuda.is_available() else "no")
     head_dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # the output-head matmuls of the loss
@@ -183,6 +189,8 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     if job.init_head is not None and not job.resume:  # a resumed run restores its own state below
         warm_start(model, job.init_head, base)
     del base
+    if job.eval_only:
+        return evaluate_only(recipe, model, job, holdout_entries, manifest, accelerator.device)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "run_config.json", run.to_json(), sort_keys=True)
@@ -260,6 +268,24 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
         measure_tau(recipe, job, head_dir, accelerator.device)
     accelerator.wait_for_everyone()
     return head_dir
+
+
+def evaluate_only(recipe: TrainingRecipe, model: nn.Module, job: TrainingJob, holdout_entries: list, manifest: dict,
+                  device: torch.device) -> Path:
+    """The held-out metrics a training epoch records, for a trained head on this data's held-out split, so heads
+    trained elsewhere (a shipped one, an earlier stage) compare on the same conversations. Writes
+    ``out/holdout_eval.json``."""
+    cfg = recipe.run.train
+    holdout_set = ShardDataset(holdout_entries, cfg.max_len, extra_keys=recipe.extra_keys)
+    holdout = [holdout_set[i] for i in range(min(cfg.eval_sequences, len(holdout_entries)))]
+    record = {"eval_only": True, "head": str(job.init_head), "data": str(job.data)}
+    record.update({f"holdout_{k}": v for k, v in recipe.evaluate(model.to(device), holdout, device).items()})
+    record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
+    job.out.mkdir(parents=True, exist_ok=True)
+    path = job.out / "holdout_eval.json"
+    write_json_atomic(path, record, sort_keys=True)
+    print(json.dumps(record), flush=True)
+    return path
 
 
 def measure_tau(recipe: TrainingRecipe, job: TrainingJob, head_dir: Path, device: torch.device) -> None:

@@ -229,3 +229,22 @@ def test_init_head_of_another_shape_is_a_one_line_error(tiny_data, tiny_base_dir
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--init-head" in err and "does not fit this run's head" in err
     assert not (tmp_path / "jakiro" / "metrics.jsonl").exists()
+
+
+def test_eval_only_reproduces_the_held_out_metrics_of_training(tiny_data, tiny_base_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_data, tiny_base_dir, run)
+    trained, metrics = epoch_records(run)[-1], (run / "metrics.jsonl").read_text()
+    train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(run),
+                     "--max-len", "64", "--eval-only", "--init-head", str(run / "head")])
+    record = json.loads((run / "holdout_eval.json").read_text())
+    assert record["eval_only"] and record["head"] == str(run / "head")
+    assert record["holdout_top1"] == pytest.approx(trained["holdout_top1"])
+    assert record["holdout_loss"] == pytest.approx(trained["holdout_loss"], rel=1e-4)
+    assert record["holdout_acc_per_step"] == pytest.approx(trained["holdout_acc_per_step"])
+    assert (run / "metrics.jsonl").read_text() == metrics  # nothing was trained or recorded
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(tmp_path / "x"),
+                         "--eval-only"])
+    assert exit_info.value.code == 2 and "--init-head" in capsys.readouterr().err
