@@ -18,7 +18,7 @@ from pathlib import Path
 from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import write_json_atomic
-from .storage import MANIFEST, TEXT_DIR, list_shards, read_manifest
+from .storage import MANIFEST, TEXT_DIR, list_shards, read_manifest, shard_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,11 @@ def make_subset(source: str | Path, shards: int, out: str | Path) -> dict:
         raise ConfigError(f"{source} has {len(names)} finished shard(s), fewer than --shards {shards}: "
                           f"generate more data or take fewer")
     chosen = names[:shards]
+    expected = [shard_name(index) for index in range(shards)]
+    if chosen != expected:  # several workers leave gaps until every earlier shard is done
+        missing = next(name for name in expected if name not in names)
+        raise ConfigError(f"{source} lacks {missing} (shards are finished out of order by several workers): rerun "
+                          f"data generation on it until the first {shards} are all written, or take fewer")
     if (out / MANIFEST).is_file():
         existing = read_manifest(out)
         if existing.get("subset_of") == str(source) and existing.get("shards") == chosen:

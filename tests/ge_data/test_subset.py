@@ -58,3 +58,13 @@ def test_cli_prints_what_it_wrote(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "first 1 shard(s)" in out
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["subset_of"] == str(data.resolve())
+
+
+def test_subset_refuses_a_gap_left_by_parallel_workers(data, tmp_path):
+    manifest = read_manifest(data)
+    manifest["shards"] = [name for name in manifest["shards"] if name != "shard_00001.safetensors"]
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    (data / "shard_00001.safetensors").unlink()
+    make_subset(data, 1, tmp_path / "first1")  # before the gap: fine
+    with pytest.raises(ConfigError, match="lacks shard_00001"):
+        make_subset(data, 2, tmp_path / "first2")
