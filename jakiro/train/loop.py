@@ -196,8 +196,7 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
         write_json_atomic(out / "run_config.json", run.to_json(), sort_keys=True)
 
     train_set = ShardDataset(train_entries, cfg.max_len, extra_keys=recipe.extra_keys)
-    holdout_set = ShardDataset(holdout_entries, cfg.max_len, extra_keys=recipe.extra_keys)
-    holdout = [holdout_set[i] for i in range(min(cfg.eval_sequences, len(holdout_entries)))]
+    holdout = held_out_samples(recipe, holdout_entries)
     sampler = EpochShuffle(len(train_set), cfg.seed)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=cfg.num_workers)
@@ -270,14 +269,19 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     return head_dir
 
 
+def held_out_samples(recipe: TrainingRecipe, entries: list) -> list[dict[str, torch.Tensor]]:
+    """The held-out conversations every epoch is measured on: the first ``eval_sequences`` of the split."""
+    cfg = recipe.run.train
+    dataset = ShardDataset(entries, cfg.max_len, extra_keys=recipe.extra_keys)
+    return [dataset[i] for i in range(min(cfg.eval_sequences, len(entries)))]
+
+
 def evaluate_only(recipe: TrainingRecipe, model: nn.Module, job: TrainingJob, holdout_entries: list, manifest: dict,
                   device: torch.device) -> Path:
     """The held-out metrics a training epoch records, for a trained head on this data's held-out split, so heads
     trained elsewhere (a shipped one, an earlier stage) compare on the same conversations. Writes
     ``out/holdout_eval.json``."""
-    cfg = recipe.run.train
-    holdout_set = ShardDataset(holdout_entries, cfg.max_len, extra_keys=recipe.extra_keys)
-    holdout = [holdout_set[i] for i in range(min(cfg.eval_sequences, len(holdout_entries)))]
+    holdout = held_out_samples(recipe, holdout_entries)
     record = {"eval_only": True, "head": str(job.init_head), "data": str(job.data)}
     record.update({f"holdout_{k}": v for k, v in recipe.evaluate(model.to(device), holdout, device).items()})
     record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
