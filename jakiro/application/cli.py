@@ -3,7 +3,7 @@
 Without ``--prompt`` it is an interactive chat (``/clear`` forgets the conversation, ``/exit`` or
 Ctrl-D quits, Ctrl-C stops the answer being written). With ``--prompt`` it answers once, streaming,
 then prints ``jakiro: N tokens in S s, X tokens/s, mean accepted length τ``; ``--compare`` also runs
-plain decoding on the same prompt and prints the speedup.
+plain decoding on the same prompt and prints the speedup (medians of ``--compare-runs`` interleaved runs).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     chat.add_argument("--system", help="system message put before the conversation")
     chat.add_argument("--compare", action="store_true",
                       help="one-shot mode: also run plain decoding on the same prompt and print the speedup")
+    chat.add_argument("--compare-runs", type=int, default=3, metavar="N",
+                      help="with --compare: time each mode N times, interleaved (speculative, plain, ...), and print "
+                           "the median run of each (default 3: a shared machine's speed drifts between runs)")
     chat.add_argument("--plain", action="store_true", help="use plain decoding instead of speculative decoding")
     chat.add_argument("--highlight", action="store_true",
                       help="colour the accepted draft tokens (ANSI colours; the base model's own tokens stay plain)")
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--compare needs --prompt")
     if args.compare and args.plain:
         parser.error("--compare already runs plain decoding: drop --plain")
+    if args.compare_runs < 1:
+        parser.error(f"--compare-runs must be at least 1, got {args.compare_runs}")
     return args
 
 
@@ -105,20 +110,47 @@ def one_shot(model, args: argparse.Namespace, printer: Printer) -> int:
         warm_up(model, speculative, args.compare or args.plain)
     text, stats, stopped = answer(model, messages, sampling, speculative, printer)
     printer.line(" (stopped)" if stopped else "")
-    printer.line(stats_line(stats, speculative))
+    if stopped or not args.compare:
+        printer.line(stats_line(stats, speculative))
+        tree_line(model, speculative, printer)
+        return 130 if stopped else 0
+    runs, plain_runs, plain_text = [stats], [], None
+    for index in range(args.compare_runs):  # interleaved, so drift of the machine's speed hits both modes alike
+        if index:
+            _, again, stopped = answer(model, messages, sampling, True, None)
+            runs.append(again)
+        if not stopped:
+            text_now, plain_stats, stopped = answer(model, messages, sampling, False, None)
+            plain_runs.append(plain_stats)
+            plain_text = text_now if plain_text is None else plain_text
+        if stopped:
+            printer.line("(stopped)")
+            return 130
+    stats, plain_stats = median_run(runs), median_run(plain_runs)
+    printer.line(stats_line(stats, True))
+    tree_line(model, True, printer)
+    printer.line(stats_line(plain_stats, False))
+    if plain_stats.tokens_per_second > 0:
+        spread = ""
+        if len(runs) > 1:
+            pairs = sorted(a.tokens_per_second / b.tokens_per_second for a, b in zip(runs, plain_runs))
+            spread = f" (median of {len(runs)} interleaved runs each; run by run {pairs[0]:.2f}-{pairs[-1]:.2f} x)"
+        printer.line(f"speedup: {stats.tokens_per_second / plain_stats.tokens_per_second:.2f} x{spread}")
+    if sampling.temperature == 0:
+        printer.line(f"same output as plain decoding: {'yes' if plain_text == text else 'no'}")
+    return 0
+
+
+def median_run(runs: list[AnswerStats]) -> AnswerStats:
+    """The run with the median speed (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run.tokens_per_second)[(len(runs) - 1) // 2]
+
+
+def tree_line(model, speculative: bool, printer: Printer) -> None:
+    """Say which tree the auto budget (``--total-token -1``) chose."""
     if speculative and getattr(model, "budget_choice", None) is not None:
         printer.line(f"tree: {model.total_token} nodes, depth {model.depth} "
                      "(chosen for this head on this device; --total-token/--depth set them)")
-    if stopped:
-        return 130
-    if args.compare:
-        plain_text, plain_stats, stopped = answer(model, messages, sampling, False, None)
-        printer.line(stats_line(plain_stats, False) + (" (stopped)" if stopped else ""))
-        if plain_stats.tokens_per_second > 0:
-            printer.line(f"speedup: {stats.tokens_per_second / plain_stats.tokens_per_second:.2f} x")
-        if sampling.temperature == 0:
-            printer.line(f"same output as plain decoding: {'yes' if plain_text == text else 'no'}")
-    return 0
 
 
 def interactive(model, args: argparse.Namespace, printer: Printer, stdin: TextIO) -> int:

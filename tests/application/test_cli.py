@@ -43,8 +43,27 @@ def test_compare_adds_plain_decoding_and_the_speedup(tiny_model_args):
     assert code == 0
     assert JAKIRO_LINE.match(lines[1]).group(1) == "16"
     assert PLAIN_LINE.match(lines[2]).group(1) == "16"
-    assert re.fullmatch(r"speedup: \d+\.\d\d x", lines[3])
+    match = re.fullmatch(r"speedup: (\d+\.\d\d) x \(median of 3 interleaved runs each; run by run "
+                         r"(\d+\.\d\d)-(\d+\.\d\d) x\)", lines[3])
+    assert match and float(match.group(2)) <= float(match.group(1)) <= float(match.group(3))
     assert lines[4] == "same output as plain decoding: yes"
+
+
+def test_compare_runs_one_prints_the_single_runs_and_refuses_zero(tiny_model_args, capsys):
+    code, lines = run_cli([*tiny_model_args, "--prompt", PROMPT, "--max-new-token", "8", "--compare",
+                           "--compare-runs", "1", "--no-warmup"])
+    assert code == 0 and re.fullmatch(r"speedup: \d+\.\d\d x", lines[3])
+    with pytest.raises(SystemExit):
+        run_cli([*tiny_model_args, "--prompt", PROMPT, "--compare", "--compare-runs", "0"])
+    assert "--compare-runs must be at least 1" in capsys.readouterr().err
+
+
+def test_median_run_is_the_middle_speed():
+    from jakiro.application.streaming import AnswerStats
+
+    runs = [AnswerStats(10, 5, 1.0, speed, 2.0, 5) for speed in (30.0, 10.0, 20.0, 40.0)]
+    assert cli.median_run(runs[:3]).tokens_per_second == 20.0
+    assert cli.median_run(runs).tokens_per_second == 20.0  # the lower middle of an even count
 
 
 def test_auto_tree_says_which_budget_and_depth_it_chose(tiny_model_args):
