@@ -8,8 +8,7 @@
 // read once per group of rows (row groups reuse the panels from L2), and the reads are long sequential
 // streams (prefetched ahead in software when several rows share them). Every output is one fp32 fused
 // multiply-add chain over k in order, so the result is deterministic and differs from other fp32 products
-// only by rounding. Weights may also be bf16 (a draft head's: half the
-// bytes), widened to fp32 in registers.
+// only by rounding. Weights may also be bf16 (a draft head's: half the bytes), widened to fp32 in registers.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
