@@ -114,18 +114,21 @@ def one_shot(model, args: argparse.Namespace, printer: Printer) -> int:
         printer.line(stats_line(stats, speculative))
         tree_line(model, speculative, printer)
         return 130 if stopped else 0
-    runs, plain_runs, plain_text = [stats], [], None
+    runs, plain_runs, plain_texts = [stats], [], []
     for index in range(args.compare_runs):  # interleaved, so drift of the machine's speed hits both modes alike
         if index:
             _, again, stopped = answer(model, messages, sampling, True, None)
+            if stopped:
+                break
             runs.append(again)
-        if not stopped:
-            text_now, plain_stats, stopped = answer(model, messages, sampling, False, None)
-            plain_runs.append(plain_stats)
-            plain_text = text_now if plain_text is None else plain_text
+        plain_text, plain_stats, stopped = answer(model, messages, sampling, False, None)
         if stopped:
-            printer.line("(stopped)")
-            return 130
+            break
+        plain_runs.append(plain_stats)
+        plain_texts.append(plain_text)
+    if stopped:
+        printer.line("(stopped)")
+        return 130
     stats, plain_stats = median_run(runs), median_run(plain_runs)
     printer.line(stats_line(stats, True))
     tree_line(model, True, printer)
@@ -137,7 +140,7 @@ def one_shot(model, args: argparse.Namespace, printer: Printer) -> int:
             spread = f" (median of {len(runs)} interleaved runs each; run by run {pairs[0]:.2f}-{pairs[-1]:.2f} x)"
         printer.line(f"speedup: {stats.tokens_per_second / plain_stats.tokens_per_second:.2f} x{spread}")
     if sampling.temperature == 0:
-        printer.line(f"same output as plain decoding: {'yes' if plain_text == text else 'no'}")
+        printer.line(f"same output as plain decoding: {'yes' if plain_texts[0] == text else 'no'}")
     return 0
 
 
