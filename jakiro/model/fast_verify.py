@@ -7,6 +7,9 @@ rows carry the root token, attend only to themselves, are never verified (their 
 off) and their KV entries are dropped by `commit`, like those of any rejected node. No real row can see
 a padding row (the mask hides them), so padding changes nothing but the row count of the products.
 
+LLaMA-style decoders go further: each layer runs as one C++ call (`fused_decoder`), so the glue between
+the products (norms, rotary embeddings, cache writes) no longer costs as much as the products themselves.
+
 With few rows the output head (a large share of a small model's weights) is also run once over all
 rows with packed weights, instead of once per visited node (`NodeLogits`'s lazy rows, each a full read),
 and attention reads grouped-query K/V without copying them per head (`grouped_attention`).
@@ -23,12 +26,14 @@ import torch
 from torch import nn
 
 from .fast_linear import PackedLinears, decoder_linears, mkl_packing_available
+from .fused_decoder import shared_fused_decoder
 from .tree import DraftTree
 
 GQA_SWITCH = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' own switch: SDPA reads grouped K/V as they are
 EAGER_LOGIT_ROWS = 16  # up to this many rows one packed product of the output head beats per-node products
 
 _SHARED: "weakref.WeakKeyDictionary[nn.Module, PackedLinears]" = weakref.WeakKeyDictionary()
+_SHARED_HEADS: "weakref.WeakKeyDictionary[nn.Module, PackedLinears]" = weakref.WeakKeyDictionary()
 
 
 def shared_packed_linears(model: nn.Module) -> PackedLinears:
@@ -41,6 +46,14 @@ def shared_packed_linears(model: nn.Module) -> PackedLinears:
             modules.append(head)
         _SHARED[model] = PackedLinears(modules)
     return _SHARED[model]
+
+
+def shared_packed_head(model: nn.Module) -> PackedLinears:
+    """The output head alone, packed (the fused decoder holds the layers' weights itself)."""
+    if model not in _SHARED_HEADS:
+        head = model.get_output_embeddings()
+        _SHARED_HEADS[model] = PackedLinears([head] if isinstance(head, nn.Linear) else [])
+    return _SHARED_HEADS[model]
 
 
 def fast_verify_supported(model: nn.Module) -> bool:
@@ -75,7 +88,9 @@ class FastVerify:
             raise ValueError(f"the fast verification forward needs a tree budget of at least 2 rows, got {rows}")
         self.rows = rows
         self.eager_logits = rows <= EAGER_LOGIT_ROWS if eager_logits is None else eager_logits
-        self.linears = shared_packed_linears(model)
+        # LLaMA-style decoders run each layer as one fused call (`fused_decoder`); others layer by layer
+        self.fused = shared_fused_decoder(model)
+        self.linears = shared_packed_head(model) if self.fused is not None else shared_packed_linears(model)
         self.padded_rounds = 0  # rounds whose tree was padded (tests check padding really ran)
 
     def fits(self, size: int, start: int, capacity: int) -> bool:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .fast_verify import FastVerify, fast_verify_supported, grouped_attention
+from .fast_verify import FastVerify, fast_verify_supported, grouped_attention, shared_packed_linears
 from .kv_cache import TreeKVCache
 from .tree import DraftTree
 
@@ -126,6 +126,15 @@ class TargetRunner:
         fast, size = self.fast, len(tree)
         fast.prepare()
         tokens, positions, allowed = fast.inputs(tree, start, self.device)
+        if fast.fused is not None and fast.fused.ready(self.cache):
+            hidden = fast.fused.forward(tokens, positions, allowed, self.cache)
+            with fast.linears.active():
+                logits = self.lm_head(hidden) if fast.eager_logits else None
+            return NodeLogits(hidden[:size], self.lm_head, logits), hidden[:size]
+        if fast.fused is not None:  # no cache buffers yet (nothing was prefilled): the module forward, packed
+            fast.fused = None
+            fast.linears = shared_packed_linears(self.model)
+            fast.prepare()
         with fast.linears.active(), grouped_attention():
             hidden = self._forward(tokens, positions, self._additive(allowed))[0]
             logits = self.lm_head(hidden) if fast.eager_logits else None

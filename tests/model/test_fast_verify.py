@@ -12,6 +12,7 @@ import torch
 from jakiro.model.ea_model import EaModel
 from jakiro.model.fast_linear import mkl_packing_available
 from jakiro.model.fast_verify import EAGER_LOGIT_ROWS, FastVerify, shared_packed_linears
+from jakiro.model.fused_decoder import FUSED_SWITCH
 from jakiro.model.target import TargetRunner
 from jakiro.model.tree import DraftTree
 from tests.utils import build_base, hf_greedy, make_oracle, random_prompt
@@ -21,14 +22,18 @@ pytestmark = pytest.mark.skipif(not mkl_packing_available(), reason="LOUD: this 
 TREE = DraftTree(tokens=torch.tensor([5, 9, 11, 3, 7, 21, 4, 8, 30]), parents=torch.tensor([-1, 0, 0, 1, 1, 2, 3, 6, 0]))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 @pytest.mark.parametrize("rows,eager", [(9, True), (13, True), (13, False), (20, False)])
-def test_padded_packed_verification_equals_the_plain_one(tiny_base, arch, rows, eager):
+def test_padded_packed_verification_equals_the_plain_one(tiny_base, arch, rows, eager, fused, monkeypatch):
+    monkeypatch.setenv(FUSED_SWITCH, "1" if fused else "0")
     base = tiny_base(arch)
     prompt = random_prompt(3, base.config.vocab_size, low=6)
     plain, fast = TargetRunner(base), TargetRunner(base)
     assert fast.use_fast_verify(rows, eager_logits=eager)
+    assert (fast.fast.fused is not None) == fused
     calls = shared_packed_linears(base).packed_calls
+    fused_calls = fast.fast.fused.calls if fused else 0
     outputs = []
     for runner in (plain, fast):
         runner.reset(64)
@@ -41,7 +46,10 @@ def test_padded_packed_verification_equals_the_plain_one(tiny_base, arch, rows, 
         after, _ = runner.extend(torch.tensor([[2, 6]]))
         outputs.append((torch.stack([logits[i] for i in range(len(TREE))]), hidden, after))
     assert fast.fast.padded_rounds == (rows > len(TREE))
-    assert shared_packed_linears(base).packed_calls > calls, "the packed weights really ran"
+    if fused:
+        assert fast.fast.fused.calls > fused_calls, "the fused layers really ran"
+    else:
+        assert shared_packed_linears(base).packed_calls > calls, "the packed weights really ran"
     for reference, candidate in zip(outputs[0], outputs[1]):
         torch.testing.assert_close(candidate, reference, atol=1e-5, rtol=1e-4)
     assert torch.equal(outputs[0][0].argmax(-1), outputs[1][0].argmax(-1))
@@ -86,14 +94,18 @@ def test_greedy_generation_with_padding_is_identical_to_generate(arch, base_opti
                    fast_verify=False, **ea.drafter_options)
     assert slow._target.fast is None
     ea._target.use_fast_verify(ea.total_token + 5)  # every tree is padded by at least 5 rows
-    packed = shared_packed_linears(base)
     for seed in range(3):
         prompt = random_prompt(seed, base.config.vocab_size, low=3)
-        calls, padded = packed.packed_calls, ea._target.fast.padded_rounds
+        calls, padded = fast_forwards(ea._target.fast), ea._target.fast.padded_rounds
         out = ea.eagenerate(prompt, max_new_tokens=24, max_length=200)
-        assert ea._target.fast.padded_rounds > padded and packed.packed_calls > calls
+        assert ea._target.fast.padded_rounds > padded and fast_forwards(ea._target.fast) > calls
         assert torch.equal(out, hf_greedy(base, prompt, 24)), "token-identical to generate"
         assert torch.equal(out, slow.eagenerate(prompt, max_new_tokens=24, max_length=200))
+
+
+def fast_forwards(fast: FastVerify) -> int:
+    """Forwards that ran the fast path: fused decoder calls, or products on packed weights."""
+    return fast.fused.calls if fast.fused is not None else fast.linears.packed_calls
 
 
 REAL_PROMPTS = ("Why is the sky blue?", "Write a haiku about autumn leaves.",
@@ -109,10 +121,11 @@ def test_real_default_model_with_the_fast_forward_is_identical_to_generate(total
     ea = EaModel.from_pretrained("smollm2-135m-instruct", "jakiro-smollm2-135m-instruct", total_token=total_token,
                                  depth=5, top_k=8)
     assert ea.fast_verify and ea._target.fast.eager_logits == (total_token <= EAGER_LOGIT_ROWS)
-    tokenizer, packed = ea.get_tokenizer(), shared_packed_linears(ea.base_model)
+    assert ea._target.fast.fused is not None, "SmolLM2 is a LLaMA: its layers run fused"
+    tokenizer = ea.get_tokenizer()
     for text in REAL_PROMPTS:
         ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": text}])])
-        calls = packed.packed_calls
+        calls = ea._target.fast.fused.calls
         out = ea.eagenerate(ids, max_new_tokens=48)
-        assert packed.packed_calls > calls, "the packed weights really ran"
+        assert ea._target.fast.fused.calls > calls, "the fused layers really ran"
         assert torch.equal(out, hf_greedy(ea.base_model, ids, 48)), text

@@ -168,8 +168,11 @@ torch::Tensor panel_linear(torch::Tensor x, torch::Tensor packed, int64_t n, c10
   return y.view(shape);
 }
 
+void register_fused_layer(pybind11::module& module);  // fused_layer.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("pack_panels", &pack_panels, "weight [N, K] -> panels [ceil(N/VEC), K, VEC]");
   module.def("panel_linear", &panel_linear, "x [..., K] @ weight.T (+ bias) from panels");
   module.def("panel_width", &panel_width, "VEC");
+  register_fused_layer(module);
 }
