@@ -77,7 +77,8 @@ def machine_key(model: nn.Module) -> dict:
 
 
 def kernel_name(model: nn.Module, fast: bool) -> str:
-    """Which products the fast forward runs on (the panel kernel, by its build, or MKL); "plain" without it."""
+    """Which products the fast forward runs on (the panel kernel, by its build, with or without the fused
+    layers, or MKL); "plain" without it."""
     if not fast:
         return "plain"
     from .fast_verify import fast_verify_supported, shared_packed_linears
@@ -86,9 +87,11 @@ def kernel_name(model: nn.Module, fast: bool) -> str:
         return "plain"
     backend = shared_packed_linears(model).backend  # loads (or builds, first time) the kernel it will use anyway
     if backend == "panels":
+        from .fused_decoder import shared_fused_decoder
         from .panel_gemm import build_name
 
-        return f"panels:{build_name()}"
+        layers = "fused" if shared_fused_decoder(model) is not None else "modules"
+        return f"panels:{build_name()}:{layers}"
     return backend
 
 

@@ -82,8 +82,9 @@ class FusedDecoder:
         self.head_dim = first.head_dim
         self.intermediate = self.decoder.layers[0].mlp.gate_proj.out_features
         self.scaling = float(first.scaling)
-        self.calls = 0  # forwards run fused (tests check the fused path really ran)
+        self.calls = 0  # whole forwards run fused (tests check the fused path really ran)
         self.layers = [self._pack(layer) for layer in self.decoder.layers]
+        self.layer_rows = [0] * len(self.layers)  # rows each layer ran fused (tests count every layer's work)
         self._versions = self._weight_versions()
 
     def _weight_versions(self) -> list[tuple[int, int]]:
@@ -121,25 +122,38 @@ class FusedDecoder:
 
         ``allowed`` [rows, length + rows] (bool, true = may attend) or None for "all cached keys and every
         earlier row" with one row. Every layer appends its rows to the cache, as the module forward does."""
+        hidden = self.decoder.embed_tokens(input_ids)[0]
+        hidden = self.run_layers(hidden, 0, len(self.layers), positions, allowed, cache)
+        self.calls += 1
+        return self.decoder.norm(hidden)
+
+    @torch.no_grad()
+    def run_layers(self, hidden: torch.Tensor, first: int, last: int, positions: torch.Tensor,
+                   allowed: torch.Tensor | None, cache: TreeKVCache) -> torch.Tensor:
+        """Decoder layers ``[first, last)`` on a residual stream [rows, H]: the stream after them (no final norm).
+
+        The layers must hold the same number of cached positions (``allowed`` spans them plus the rows)."""
         if self._weight_versions() != self._versions:  # weights replaced or changed in place: pack them again
             self.layers = [self._pack(layer) for layer in self.decoder.layers]
             self._versions = self._weight_versions()
-        hidden = self.decoder.embed_tokens(input_ids)
-        cos, sin = self.decoder.rotary_emb(hidden, position_ids=positions)
-        cos, sin = cos[0].contiguous(), sin[0].contiguous()
-        hidden = hidden[0].contiguous()
+        hidden = hidden.reshape(-1, hidden.shape[-1]).contiguous()
         rows = hidden.shape[0]
+        cos, sin = self.decoder.rotary_emb(hidden[None], position_ids=positions.reshape(1, rows))
+        cos, sin = cos[0].contiguous(), sin[0].contiguous()
         mask = None if allowed is None else allowed.contiguous()
         fused = self.kernel.fused_decoder_layer
-        for weights, layer in zip(self.layers, cache.layers):
+        for index in range(first, last):
+            weights, layer = self.layers[index], cache.layers[index]
             start = layer.length
+            if mask is not None and mask.shape[1] != start + rows:
+                raise RuntimeError(f"fused layers: mask spans {mask.shape[1]} keys, the layer holds {start} + {rows}")
             hidden = fused(hidden, weights["input_norm"], weights["qkv"], weights["qkv_bias"], weights["o"],
                            weights["o_bias"], weights["post_norm"], weights["gate_up"], weights["down"],
                            layer.keys, layer.values, start, cos, sin, mask, self.heads, self.kv_heads,
                            self.head_dim, self.intermediate, weights["eps"], self.scaling)
             layer.length = start + rows
-        self.calls += 1
-        return self.decoder.norm(hidden)
+            self.layer_rows[index] += rows
+        return hidden
 
 
 def shared_fused_decoder(model: nn.Module) -> FusedDecoder | None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .fast_linear import PANEL_MAX_ROWS
 from .fast_verify import FastVerify, fast_verify_supported, grouped_attention, shared_packed_linears
 from .kv_cache import TreeKVCache
 from .tree import DraftTree
@@ -220,13 +221,19 @@ class TargetRunner:
         if positions is None:
             positions = torch.arange(past, past + new, device=self.device)[None]
         positions = positions.to(self.device)
-        mask = None
+        allowed = None
         if block is not None:
             block = block.to(self.device)
             seen = torch.ones(new, past + new - block.shape[1], dtype=torch.bool, device=self.device)
-            mask = self._additive(torch.cat((seen, block), dim=1))
+            allowed = torch.cat((seen, block), dim=1)
         elif new > 1:
-            mask = self._additive(torch.ones(new, past + new, dtype=torch.bool, device=self.device).tril(past))
+            allowed = torch.ones(new, past + new, dtype=torch.bool, device=self.device).tril(past)
+        fused = self.fast.fused if self.fast is not None else None
+        if fused is not None and new <= PANEL_MAX_ROWS and fused.ready(self.cache):
+            lengths = {self.layer_length(layer) for layer in range(first, last)}
+            if lengths == {past}:  # the early-exit split: a few rows through a range of layers, fused
+                return fused.run_layers(hidden, first, last, positions, allowed, self.cache).reshape(hidden.shape)
+        mask = None if allowed is None else self._additive(allowed)
         embeddings = self.decoder.rotary_emb(hidden, position_ids=positions)
         for layer in self.decoder.layers[first:last]:
             out = layer(hidden, attention_mask=mask, position_ids=positions, use_cache=True,

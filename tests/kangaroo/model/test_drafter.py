@@ -97,12 +97,17 @@ def test_verification_runs_only_the_deep_layers(tiny_base):
     trees = []
     original = ea.drafter.propose
     ea.drafter.propose = lambda root: trees.append(original(root)) or trees[-1]
+    fused_before = list(ea._target.fast.fused.layer_rows) if getattr(ea._target.fast, "fused", None) else None
     try:
         prompt = random_prompt(4, base.config.vocab_size)
         ea.eagenerate(prompt, max_new_tokens=20)
     finally:
         for hook in hooks:
             hook.remove()
+    fused = ea._target.fast.fused if ea._target.fast is not None else None
+    if fused is not None:  # fused layers run without the modules' hooks: count their rows too
+        seen = [hooked + fused_rows - before for hooked, fused_rows, before in zip(seen, fused.layer_rows, fused_before)]
+        assert fused.layer_rows != fused_before, "the split forwards ran fused"
     expected = prompt.shape[1] + sum(len(t) for t in trees)
     assert seen == [expected] * 4
 
