@@ -110,8 +110,13 @@ class FusedDecoder:
                 "down": pack(mlp.down_proj.weight.detach().contiguous()),
                 "eps": float(layer.input_layernorm.variance_epsilon)}
 
-    def ready(self, cache: TreeKVCache) -> bool:
-        """The cache's buffers exist (the prompt's forward allocated them) and are fp32, contiguous."""
+    def ready(self, cache: TreeKVCache, allocate: bool = False) -> bool:
+        """The cache's buffers exist and are fp32, contiguous (the first forward allocates them; with
+        ``allocate`` an empty cache gets them here)."""
+        if allocate and not any(getattr(layer, "is_initialized", False) for layer in cache.layers):
+            empty = torch.empty(1, self.kv_heads, 0, self.head_dim)
+            for layer in cache.layers:
+                layer.lazy_initialization(empty, empty)
         return all(getattr(layer, "is_initialized", False) and layer.keys.is_contiguous()
                    and layer.keys.dtype == torch.float32 and layer.keys.shape[0] == 1 for layer in cache.layers)
 

@@ -104,3 +104,21 @@ def test_models_it_would_compute_differently_are_refused(monkeypatch):
     monkeypatch.setenv(FUSED_SWITCH, "1")
     monkeypatch.setenv("JAKIRO_FAST_KERNEL", "mkl")
     assert shared_fused_decoder(build_base("llama")) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_a_prompt_prefilled_in_fused_chunks_equals_the_module_forward(arch):
+    base = build_base(arch, seed=6)
+    prompt = torch.randint(1, base.config.vocab_size, (1, 150))  # three chunks: 64 + 64 + 22
+    plain, fast = TargetRunner(base), TargetRunner(base)
+    assert fast.use_fast_verify(8) and fast.fast.fused is not None
+    outputs = []
+    for runner in (plain, fast):
+        runner.reset(256)
+        logits, hidden = runner.extend(prompt[:, :3])  # the fused path also continues a filled cache
+        logits, hidden = runner.extend(prompt[:, 3:])
+        step, _ = runner.extend(torch.tensor([[7]]))
+        outputs.append((logits, hidden, step, runner.cache.layers[-1].keys[:, :, :runner.length]))
+    assert fast.fast.fused.layer_rows[0] >= 150
+    for reference, candidate in zip(*outputs):
+        torch.testing.assert_close(candidate, reference, atol=1e-5, rtol=1e-4)
