@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from .contenders import Workbench, select_contenders
     from .engines import SpeculativeEngine
     from .environment import run_meta
+    from .profile import fast_kernel_info
     from .questions import load_questions
     from .report import build_report, write_outputs
 
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     for name, engine in engines.items():
         settings = {**common, **engine.settings()}
         extra = {"head": heads.get(CONTENDERS[name].head_name), "budget_timings": budget_timings,
-                 "budget_choice": budget_choice} if isinstance(engine, SpeculativeEngine) else {}
+                 "budget_choice": budget_choice, **fast_kernel_info(base)} if isinstance(engine, SpeculativeEngine) else {}
         metas[name] = run_meta("compare", engine.device, settings, model_id=name, **extra)
     # interleaved: every contender on a question, in order; drafter statistics cover the timed answers only
     try:
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
                         base_model_name=model_name(args.base_model_path), bench=label,
                         total_token=total_token, budget_timings=budget_timings, budget_choice=budget_choice,
                         depth=depth, depth_requested=args.depth,
-                        top_k_tree=args.top_k_tree, heads=heads, drafter_statistics=drafter_statistics(engines))
+                        top_k_tree=args.top_k_tree, heads=heads, drafter_statistics=drafter_statistics(engines),
+                        **fast_kernel_info(base))
     report = build_report(contenders, files, [q.question_id for q in questions], reference, run_info,
                           greedy=plan.sampling.greedy, cycle_reference=CYCLE_REFERENCE)
     written = write_outputs(report, out, figures=not args.no_figures)

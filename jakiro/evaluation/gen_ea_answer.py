@@ -48,6 +48,7 @@ def run(args: argparse.Namespace, drafter_options: dict | None = None, expect_me
     from .answering import answer_and_report, recorded_budget
     from .engines import SpeculativeEngine
     from .environment import run_meta
+    from .profile import fast_kernel_info
     from .questions import load_questions
 
     plan = check_generation_args(args)
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace, drafter_options: dict | None = None, expect_me
                 "dtype": dtype_name(ea.base_model.dtype), "base_model": str(args.base_model_path),
                 "head_sha256": head_hash(head_path), "bench": label}
     meta = run_meta("gen_ea_answer", engine.device, settings, model_id=model_id, head=str(args.ea_model_path),
-                    head_method=engine.name, budget_timings=budget_timings)
+                    head_method=engine.name, budget_timings=budget_timings, **fast_kernel_info(ea.base_model))
     return answer_and_report(engine, ea.tokenizer, questions, answer_file, model_id, meta, plan, args)
 
 

@@ -5,7 +5,7 @@ Prints two tables and (with ``--json``) records them with the versions, dtype, d
 1. The forward cost table: one target forward over a tree of k nodes after a ``--prefix``-token
    cache, for every k of ``--ks``, as the median ms and in plain-step units (a plain step = one token
    through the same model, timed in the same loop). Columns for the plain forward and, on CPU in fp32,
-   the fast one (tree padded to k rows, MKL-packed weights; `jakiro.model.fast_verify`).
+   the fast one (tree padded to k rows, panel-packed weights, LLaMA-style layers fused; `jakiro.model.fast_verify`).
 2. The round breakdown for a real head on a real prompt: drafting, verification (the forward and the
    acceptance walk) and bookkeeping (KV commit, drafter update, emission) per round in plain steps,
    τ, and the speedup they imply, measured against plain decoding of the same prompt, interleaved.
@@ -170,16 +170,21 @@ ROUND_HEADERS = ["variant", "draft", "verify", "bookkeeping", "round", "tau", "t
 
 
 def fast_kernel_info(base) -> dict:
-    """Which products the fast forward used: the panel kernel (and its build) or MKL's packed weights."""
+    """Which products the fast forward used: the panel kernel (and its build) or MKL's packed weights, and
+    whether its decoder layers ran fused."""
     from ..model.fast_verify import fast_verify_supported, shared_packed_linears
 
     if not fast_verify_supported(base):
         return {"fast_kernel": None}
     from ..model import panel_gemm
 
+    from ..model.fused_decoder import shared_fused_decoder, unsupported_reason
+
     backend = shared_packed_linears(base).backend
+    fused = backend == "panels" and shared_fused_decoder(base) is not None
     return {"fast_kernel": backend, "fast_kernel_build": panel_gemm.build_name() if backend == "panels" else None,
-            "fast_kernel_error": panel_gemm.load_error()}
+            "fast_kernel_error": panel_gemm.load_error(), "fused_layers": fused,
+            "fused_layers_off_because": None if fused else (unsupported_reason(base) or "switched off")}
 
 
 def run(args: argparse.Namespace) -> int:
