@@ -4,7 +4,7 @@ With the panel kernel, the weights of an 8-row tree stream in about what one pla
 is the layer's glue (norms, rotary embeddings, cache writes, residual adds, SiLU: some 40 small tensor ops
 per layer, dispatched from Python), which costs about as much again. `FusedDecoder` runs every layer as one
 call of the extension: the same formulas on the model's own fp32 weights (q/k/v and gate/up packed side by
-side, so each is one product), attention by ATen's SDPA on the `TreeKVCache` buffers. Rotary angles come
+side, so each is one product), attention as batched products on the `TreeKVCache` buffers. Rotary angles come
 from the model's own ``rotary_emb`` (any RoPE scaling it implements), the final norm is the model's module.
 
 It applies to LLaMA-style decoders (LLaMA, Mistral without sliding windows, Qwen2, SmolLM2: RMS norms,
@@ -145,7 +145,9 @@ class FusedDecoder:
         rows = hidden.shape[0]
         cos, sin = self.decoder.rotary_emb(hidden[None], position_ids=positions.reshape(1, rows))
         cos, sin = cos[0].contiguous(), sin[0].contiguous()
-        mask = None if allowed is None else allowed.contiguous()
+        mask = None  # additive, made once for every layer
+        if allowed is not None:
+            mask = torch.zeros(allowed.shape, dtype=hidden.dtype).masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
         fused = self.kernel.fused_decoder_layer
         for index in range(first, last):
             weights, layer = self.layers[index], cache.layers[index]
