@@ -22,7 +22,7 @@ COMMON=(--base-model-path smollm2-135m-instruct --max-new-token "$TOKENS" --tota
 for run in $RUNS; do
   case $run in
     mt0) $PY -m jakiro.evaluation.compare "${COMMON[@]}" "${HEADS[@]}" --bench-name mt_bench --temperature 0 \
-           --contenders hf,naive,eagle2,jakiro,jakiro-star,jakiro-star-dynamic,kangaroo \
+           --contenders hf,hf-compiled,naive,eagle2,jakiro,jakiro-star,jakiro-star-dynamic,kangaroo \
            --output-dir "$OUT/mt_bench_t0" ;;
     mt1) $PY -m jakiro.evaluation.compare "${COMMON[@]}" "${HEADS[@]}" --bench-name mt_bench --temperature 1 \
            --contenders hf,naive,eagle2,jakiro,jakiro-star,jakiro-star-dynamic,kangaroo \

@@ -58,6 +58,10 @@ class PreallocatedLayer(CacheLayerMixin):
     def crop(self, length: int) -> None:
         self.length = min(self.length, length)
 
+    def crop_or_extend(self, length: int) -> None:
+        """Set the fill length (entries up to it are valid: written by the last forward)."""
+        self.length = length
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep only these batch rows (batched generation drops the sequences that finished)."""
         if self.is_initialized:
@@ -101,6 +105,18 @@ class TreeKVCache(Cache):
             layer.keep_rows(rows)
 
     def compact(self, start: int, source: torch.Tensor) -> None:
-        """Keep the entries at offsets ``source`` (relative to ``start``) right after ``start``; drop the rest."""
+        """Keep the entries at offsets ``source`` (relative to ``start``) right after ``start``; drop the rest.
+
+        Entries already in place (the root, and a path through the first child at each level) are not
+        copied: when every kept entry is, compaction only sets the lengths."""
+        offsets = source.tolist()
+        kept = 0
+        while kept < len(offsets) and offsets[kept] == kept:
+            kept += 1
+        if kept == len(offsets):
+            for layer in self.layers:
+                layer.crop_or_extend(start + kept)
+            return
+        moved = source[kept:]
         for layer in self.layers:
-            layer.compact(start, source)
+            layer.compact(start + kept, moved - kept)

@@ -36,6 +36,22 @@ def fresh_target_cache(base, ids: torch.Tensor):
     return out.past_key_values, out.last_hidden_state[0]
 
 
+@pytest.mark.parametrize("nodes,moved", [([0, 1, 2], False), ([0], False), ([0, 1, 4, 5], True), ([0, 3], True)])
+def test_tree_compaction_keeps_the_accepted_entries_and_copies_only_those_out_of_place(nodes, moved):
+    cache = TreeKVCache(num_layers=2, capacity=16)
+    keys = torch.arange(2 * 10 * 3, dtype=torch.float32).view(1, 2, 10, 3)
+    for layer in cache.layers:
+        layer.update(keys, keys + 0.5)
+    before = [layer.keys.clone() for layer in cache.layers]
+    cache.compact(4, torch.tensor(nodes))
+    for layer, old in zip(cache.layers, before):
+        assert layer.length == 4 + len(nodes)
+        expected = keys[:, :, [*range(4), *(4 + n for n in nodes)]]
+        torch.testing.assert_close(layer.keys[:, :, :layer.length], expected, rtol=0, atol=0)
+        torch.testing.assert_close(layer.values[:, :, :layer.length], expected + 0.5, rtol=0, atol=0)
+        assert torch.equal(layer.keys, old) != moved  # entries in place are not copied at all
+
+
 @pytest.mark.parametrize("arch,options,oracle", [
     ("llama", dict(total_token=40, depth=5, top_k=3, cepd=False), True),
     ("llama", dict(total_token=30, depth=4, top_k=4), True),
