@@ -12,8 +12,9 @@
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped Jakiro and EAGLE-2 heads:
-#     FINETUNE="3840:3:5e-4 4704:3:4e-4" scripts/train_default_heads.sh WORK 1728 3
-#   (18 shards for 3 epochs, all 40 shards for 3 more, all 49 shards, 1,248,194 assistant tokens, for 3 more).
+#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4" scripts/train_default_heads.sh WORK 1728 3
+#   (18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, then all 65 shards,
+#   6,138 conversations and 1,649,403 assistant tokens, for 2 more).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
 #   and Kangaroo heads and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU).
 set -euo pipefail
