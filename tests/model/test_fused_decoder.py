@@ -12,7 +12,7 @@ from transformers import MistralConfig, MistralForCausalLM
 
 from jakiro.model import panel_gemm
 from jakiro.model.fused_decoder import FUSED_SWITCH, shared_fused_decoder, unsupported_reason
-from jakiro.model.target import TargetRunner
+from jakiro.model.target import FUSED_PREFILL_ROWS, TargetRunner
 from tests.utils import build_base, random_prompt
 
 pytestmark = pytest.mark.skipif(panel_gemm.load() is None, reason=f"LOUD: the kernel did not build ({panel_gemm.load_error()})")
@@ -107,18 +107,21 @@ def test_models_it_would_compute_differently_are_refused(monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_a_prompt_prefilled_in_fused_chunks_equals_the_module_forward(arch):
+def test_short_prompts_prefill_through_the_fused_layers_like_the_module_forward(arch):
     base = build_base(arch, seed=6)
-    prompt = torch.randint(1, base.config.vocab_size, (1, 150))  # three chunks: 64 + 64 + 22
+    prompt = torch.randint(1, base.config.vocab_size, (1, 150))
     plain, fast = TargetRunner(base), TargetRunner(base)
     assert fast.use_fast_verify(8) and fast.fast.fused is not None
     outputs = []
     for runner in (plain, fast):
         runner.reset(256)
-        logits, hidden = runner.extend(prompt[:, :3])  # the fused path also continues a filled cache
-        logits, hidden = runner.extend(prompt[:, 3:])
+        logits, hidden = runner.extend(prompt[:, :3])  # fused, on a cache it allocates
+        logits, hidden = runner.extend(prompt[:, 3:3 + FUSED_PREFILL_ROWS])  # fused, after a filled cache
+        rows = fast.fast.fused.layer_rows[0]
+        logits, hidden = runner.extend(prompt[:, 3 + FUSED_PREFILL_ROWS:])  # longer: the module forward
+        assert fast.fast.fused.layer_rows[0] == rows
         step, _ = runner.extend(torch.tensor([[7]]))
         outputs.append((logits, hidden, step, runner.cache.layers[-1].keys[:, :, :runner.length]))
-    assert fast.fast.fused.layer_rows[0] >= 150
+    assert fast.fast.fused.layer_rows[0] == 3 + FUSED_PREFILL_ROWS
     for reference, candidate in zip(*outputs):
         torch.testing.assert_close(candidate, reference, atol=1e-5, rtol=1e-4)
