@@ -93,18 +93,15 @@ class TargetRunner:
         Returns the logits of the last position only [V] (all that decoding needs; a long prompt's
         other positions would cost n output-head rows) and the features of every position [1, n, H]."""
         start, new = self.length, input_ids.shape[1]
-        fused = self.fast.fused if self.fast is not None and 1 < new <= FUSED_PREFILL_ROWS else None
-        if fused is not None and fused.ready(self.cache, allocate=True):
-            allowed = torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start)
-            positions = torch.arange(start, start + new, device=self.device)[None]
-            hidden = fused.forward(input_ids.to(self.device), positions, allowed, self.cache)[None]
-            return self.lm_head(hidden[0, -1]), hidden
         positions = torch.arange(start, start + new, device=self.device)[None]
-        mask = None
-        if new > 1 and start > 0:
-            allowed = torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start)
-            mask = self._additive(allowed)
-        hidden = self._forward(input_ids, positions, mask)
+        fused = self.fast.fused if self.fast is not None and 1 < new <= FUSED_PREFILL_ROWS else None
+        causal = None  # a prompt on an empty cache gets its causal mask from the model itself
+        if new > 1 and (start > 0 or fused is not None):
+            causal = torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start)
+        if fused is not None and fused.ready(self.cache, allocate=True):
+            hidden = fused.forward(input_ids.to(self.device), positions, causal, self.cache)[None]
+        else:
+            hidden = self._forward(input_ids, positions, self._additive(causal) if start and causal is not None else None)
         return self.lm_head(hidden[0, -1]), hidden
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
@@ -139,16 +136,16 @@ class TargetRunner:
         fast, size = self.fast, len(tree)
         fast.prepare()
         tokens, positions, allowed = fast.inputs(tree, start, self.device)
-        if fast.fused is not None and fast.fused.ready(self.cache):
+        if fast.fused is not None and fast.fused.ready(self.cache, allocate=True):
             hidden = fast.fused.forward(tokens, positions, allowed, self.cache)
             with fast.linears.active():
                 logits = self.lm_head(hidden) if fast.eager_logits else None
             return NodeLogits(hidden[:size], self.lm_head, logits), hidden[:size]
-        if fast.fused is not None:  # no cache buffers yet (nothing was prefilled): the module forward, packed
-            fast.fused = None
-            fast.linears = shared_packed_linears(self.model)
-            fast.prepare()
-        with fast.linears.active(), grouped_attention():
+        linears = fast.linears
+        if fast.fused is not None:  # a cache the fused layers cannot use: the module forward on packed weights
+            linears = shared_packed_linears(self.model)
+            linears.pack(fast.rows)
+        with linears.active(), grouped_attention():
             hidden = self._forward(tokens, positions, self._additive(allowed))[0]
             logits = self.lm_head(hidden) if fast.eager_logits else None
         return NodeLogits(hidden[:size], self.lm_head, logits), hidden[:size]

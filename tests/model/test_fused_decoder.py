@@ -11,8 +11,10 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM
 
 from jakiro.model import panel_gemm
+from jakiro.model.fast_verify import shared_packed_linears
 from jakiro.model.fused_decoder import FUSED_SWITCH, shared_fused_decoder, unsupported_reason
 from jakiro.model.target import FUSED_PREFILL_ROWS, TargetRunner
+from jakiro.model.tree import DraftTree
 from tests.utils import build_base, random_prompt
 
 pytestmark = pytest.mark.skipif(panel_gemm.load() is None, reason=f"LOUD: the kernel did not build ({panel_gemm.load_error()})")
@@ -124,4 +126,22 @@ def test_short_prompts_prefill_through_the_fused_layers_like_the_module_forward(
         outputs.append((logits, hidden, step, runner.cache.layers[-1].keys[:, :, :runner.length]))
     assert fast.fast.fused.layer_rows[0] == 3 + FUSED_PREFILL_ROWS
     for reference, candidate in zip(*outputs):
+        torch.testing.assert_close(candidate, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_a_cache_the_fused_layers_cannot_use_falls_back_to_the_packed_module_forward(monkeypatch):
+    base = build_base("llama", seed=8)
+    plain, fast = TargetRunner(base), TargetRunner(base)
+    assert fast.use_fast_verify(8) and fast.fast.fused is not None
+    monkeypatch.setattr(type(fast.fast.fused), "ready", lambda self, cache, allocate=False: False)
+    tree = DraftTree(tokens=torch.tensor([5, 9, 11, 3, 7]), parents=torch.tensor([-1, 0, 0, 1, 1]))
+    calls, fused_calls = shared_packed_linears(base).packed_calls, fast.fast.fused.calls
+    results = []
+    for runner in (plain, fast):
+        runner.reset(64)
+        runner.extend(random_prompt(7, base.config.vocab_size, low=5, high=5))
+        logits, hidden = runner.verify(tree)
+        results.append((torch.stack([logits[i] for i in range(len(tree))]), hidden))
+    assert shared_packed_linears(base).packed_calls > calls and fast.fast.fused.calls == fused_calls
+    for reference, candidate in zip(*results):
         torch.testing.assert_close(candidate, reference, atol=1e-5, rtol=1e-4)
