@@ -87,10 +87,10 @@ def kernel_name(model: nn.Module, fast: bool) -> str:
         return "plain"
     backend = shared_packed_linears(model).backend  # loads (or builds, first time) the kernel it will use anyway
     if backend == "panels":
-        from .fused_decoder import shared_fused_decoder
+        from .fused_decoder import fused_layers_apply
         from .panel_gemm import build_name
 
-        layers = "fused" if shared_fused_decoder(model) is not None else "modules"
+        layers = "fused" if fused_layers_apply(model) else "modules"
         return f"panels:{build_name()}:{layers}"
     return backend
 

@@ -90,6 +90,16 @@ class FusedDecoder:
     def _weight_versions(self) -> list[tuple[int, int]]:
         return [(parameter.data_ptr(), parameter._version) for parameter in self.decoder.layers.parameters()]
 
+    def sync_weights(self) -> None:
+        """Pack the layers again if the model's weights were replaced or changed in place since the last packing.
+
+        Checked when a generation starts (`TargetRunner.reset`), not per forward: the ~270 parameter checks
+        of a 30-layer model cost about 0.2 ms, and weights cannot change in the middle of a generation."""
+        versions = self._weight_versions()
+        if versions != self._versions:
+            self.layers = [self._pack(layer) for layer in self.decoder.layers]
+            self._versions = versions
+
     @torch.no_grad()
     def _pack(self, layer: nn.Module) -> dict:
         attention, mlp, pack = layer.self_attn, layer.mlp, self.kernel.pack_panels
@@ -138,9 +148,6 @@ class FusedDecoder:
         """Decoder layers ``[first, last)`` on a residual stream [rows, H]: the stream after them (no final norm).
 
         The layers must hold the same number of cached positions (``allowed`` spans them plus the rows)."""
-        if self._weight_versions() != self._versions:  # weights replaced or changed in place: pack them again
-            self.layers = [self._pack(layer) for layer in self.decoder.layers]
-            self._versions = self._weight_versions()
         hidden = hidden.reshape(-1, hidden.shape[-1]).contiguous()
         rows = hidden.shape[0]
         cos, sin = self.decoder.rotary_emb(hidden[None], position_ids=positions.reshape(1, rows))
@@ -163,16 +170,23 @@ class FusedDecoder:
         return hidden
 
 
+def fused_layers_apply(model: nn.Module) -> bool:
+    """Whether `shared_fused_decoder` would give this model a fused decoder (without packing any weights)."""
+    if not fused_enabled() or unsupported_reason(model) is not None:
+        return False
+    from . import panel_gemm
+
+    kernel = panel_gemm.load()
+    return kernel is not None and hasattr(kernel, "fused_decoder_layer")
+
+
 def shared_fused_decoder(model: nn.Module) -> FusedDecoder | None:
     """One `FusedDecoder` per base model (its packed weights are a copy of the decoder's), or None where the
     fused call does not apply: switched off, kernel not built, or a model it does not compute exactly."""
-    if not fused_enabled() or unsupported_reason(model) is not None:
+    if not fused_layers_apply(model):
         return None
     if model not in _SHARED:
         from . import panel_gemm
 
-        kernel = panel_gemm.load()
-        if kernel is None or not hasattr(kernel, "fused_decoder_layer"):
-            return None
-        _SHARED[model] = FusedDecoder(model, kernel)
+        _SHARED[model] = FusedDecoder(model, panel_gemm.load())
     return _SHARED[model]

@@ -80,6 +80,8 @@ class TargetRunner:
         if self.cache is None or self.cache.capacity < capacity:
             self.cache = TreeKVCache(self.model.config.num_hidden_layers, capacity)
         self.cache.reset()
+        if self.fast is not None and self.fast.fused is not None:
+            self.fast.fused.sync_weights()  # a generation starts: weights changed since the last one are packed again
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         out = self.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask,
@@ -97,12 +99,16 @@ class TargetRunner:
         fused = self.fast.fused if self.fast is not None and 1 < new <= FUSED_PREFILL_ROWS else None
         causal = None  # a prompt on an empty cache gets its causal mask from the model itself
         if new > 1 and (start > 0 or fused is not None):
-            causal = torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start)
+            causal = self._causal(start, new)
         if fused is not None and fused.ready(self.cache, allocate=True):
             hidden = fused.forward(input_ids.to(self.device), positions, causal, self.cache)[None]
         else:
             hidden = self._forward(input_ids, positions, self._additive(causal) if start and causal is not None else None)
         return self.lm_head(hidden[0, -1]), hidden
+
+    def _causal(self, start: int, new: int) -> torch.Tensor:
+        """Which keys ``new`` rows after ``start`` cached ones may attend to [new, start + new] (bool)."""
+        return torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start)
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
@@ -186,7 +192,7 @@ class TargetRunner:
         positions = torch.arange(start, start + new, device=self.device)[None]
         mask = None
         if new > 1 and start > 0:
-            mask = self._additive(torch.ones(new, start + new, dtype=torch.bool, device=self.device).tril(start))
+            mask = self._additive(self._causal(start, new))
         out = self.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
                            output_hidden_states=True, **{_cache_keyword(self.decoder): self.cache})
         hidden = out.last_hidden_state
@@ -236,7 +242,7 @@ class TargetRunner:
             seen = torch.ones(new, past + new - block.shape[1], dtype=torch.bool, device=self.device)
             allowed = torch.cat((seen, block), dim=1)
         elif new > 1:
-            allowed = torch.ones(new, past + new, dtype=torch.bool, device=self.device).tril(past)
+            allowed = self._causal(past, new)
         fused = self.fast.fused if self.fast is not None else None
         if fused is not None and new <= PANEL_MAX_ROWS and fused.ready(self.cache):
             lengths = {self.layer_length(layer) for layer in range(first, last)}

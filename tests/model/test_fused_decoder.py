@@ -76,12 +76,15 @@ def test_one_row_without_a_mask_equals_a_plain_step():
     torch.testing.assert_close(fused_keys, keys, atol=1e-5, rtol=1e-4)
 
 
-def test_changed_weights_are_packed_again():
+def test_changed_weights_are_packed_again_when_a_generation_starts():
     base = build_base("llama", seed=5)
     tokens, positions, allowed = tree_inputs(5)
     before = module_and_fused(base, tokens, positions, allowed)[1][0]
     with torch.no_grad():
         base.model.layers[1].mlp.down_proj.weight.mul_(2.0)
+    runner = TargetRunner(base)
+    assert runner.use_fast_verify(8) and runner.fast.fused is shared_fused_decoder(base)
+    runner.reset(64)  # what every generation does first
     (reference, _, _), (fused, _, _) = module_and_fused(base, tokens, positions, allowed)
     assert not torch.allclose(fused, before, atol=1e-3)
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-4)
