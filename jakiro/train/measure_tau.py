@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..ge_data.storage import load_sample
 
 DEFAULT_TREE_SIZES = (4, 8, 16, 32, 60)
+POSITION_EDGES = (0, 32, 128)  # answer-index buckets of τ (MT-bench runs here stop at 32 new tokens)
 
 
 def parse_tree_sizes(text: str) -> tuple[int, ...]:
@@ -62,18 +63,52 @@ def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tens
     result, outputs = {}, []
     for size in tree_sizes:
         ea = EaModel.from_base_and_head(base, tokenizer, head, total_token=size, depth=depth, top_k=top_k)
-        lengths, new_tokens, answers = [], 0, []
+        lengths, new_tokens, answers, by_position = [], 0, [], {}
         for prompt in prompts:
-            answers.append(ea.eagenerate(prompt.to(device), temperature=0.0, max_new_tokens=max_new_tokens).tolist())
-            lengths += ea.last_stats.accept_lengths
+            output = ea.eagenerate(prompt.to(device), temperature=0.0, max_new_tokens=max_new_tokens)
+            answers.append(output[0, prompt.shape[1]:].tolist())
+            rounds = ea.last_stats.accept_lengths
+            lengths += rounds
             new_tokens += ea.last_stats.new_tokens
+            for label, tokens in rounds_by_answer_position(rounds).items():
+                by_position.setdefault(label, []).extend(tokens)
         outputs.append(answers)
         result[str(size)] = {"tau": sum(lengths) / max(len(lengths), 1), "rounds": len(lengths),
-                             "tokens_in_rounds": sum(lengths), "new_tokens": new_tokens}
+                             "tokens_in_rounds": sum(lengths), "new_tokens": new_tokens,
+                             "tau_by_answer_position": {label: {"tau": sum(r) / len(r), "rounds": len(r)}
+                                                        for label, r in by_position.items()}}
     return {"tau_by_tree_size": {size: value["tau"] for size, value in result.items()}, "tau_details": result,
             "tau_settings": {"depth": depth, "top_k": top_k, "temperature": 0.0, "prompts": len(prompts),
                              "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations"},
-            "same_output_for_every_tree_size": all(answers == outputs[0] for answers in outputs)}
+            "same_output_for_every_tree_size": all(answers == outputs[0] for answers in outputs),
+            "repeated_4gram_fraction": repeated_ngram_fraction(outputs[0]) if outputs else None}
+
+
+def rounds_by_answer_position(accept_lengths: list[int], edges: tuple[int, ...] = POSITION_EDGES) -> dict:
+    """Each round's accepted length, grouped by the answer index of the round's first token (the prefill
+    emits token 0, so round r starts at 1 + the tokens of the rounds before it)."""
+    groups: dict[str, list[int]] = {}
+    start = 1
+    for length in accept_lengths:
+        bucket = max(b for b, edge in enumerate(edges) if start >= edge)
+        label = f"{edges[bucket]}-{edges[bucket + 1] - 1}" if bucket + 1 < len(edges) else f"{edges[bucket]}+"
+        groups.setdefault(label, []).append(length)
+        start += length
+    return groups
+
+
+def repeated_ngram_fraction(answers: list[list[int]], n: int = 4) -> float:
+    """Share of answer tokens that close an n-gram already seen earlier in the same answer: how much of a
+    greedy small model's text is a loop (loops are easy to draft and lift τ)."""
+    repeated = total = 0
+    for tokens in answers:
+        seen = set()
+        for end in range(n, len(tokens) + 1):
+            gram = tuple(tokens[end - n:end])
+            repeated += gram in seen
+            seen.add(gram)
+            total += 1
+    return repeated / total if total else 0.0
 
 
 def measure_run(head: str | Path, data: str | Path, base_model_path: str, run: str | Path | None,

@@ -174,7 +174,11 @@ def test_tau_by_tree_size_after_training_and_in_the_card(tiny_data, tiny_base_di
         assert tau["tau_by_tree_size"][size] == details["tau"]
         # the prefill makes each prompt's first token; rounds may make a few past the stop
         assert details["tokens_in_rounds"] + 2 >= details["new_tokens"] == tau["tau_details"]["4"]["new_tokens"]
+        by_position = details["tau_by_answer_position"]
+        assert sum(group["rounds"] for group in by_position.values()) == details["rounds"]
+        assert set(by_position) == {"0-31"}  # 6 new tokens never leave the first bucket
     assert tau["same_output_for_every_tree_size"] is True
+    assert 0.0 <= tau["repeated_4gram_fraction"] <= 1.0
     assert tau["tau_settings"]["prompts"] == 2 and tau["tau_settings"]["depth"] == 5
     write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data)])
     card = (out / "head" / "README.md").read_text()
@@ -248,3 +252,18 @@ def test_eval_only_reproduces_the_held_out_metrics_of_training(tiny_data, tiny_b
         train_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(tmp_path / "x"),
                          "--eval-only"])
     assert exit_info.value.code == 2 and "--init-head" in capsys.readouterr().err
+
+
+def test_rounds_are_grouped_by_where_they_start_in_the_answer():
+    from jakiro.train.measure_tau import rounds_by_answer_position
+
+    # token 0 comes from the prefill: rounds start at answer index 1, 3, 4, 6 with edges (0, 4)
+    assert rounds_by_answer_position([2, 1, 2, 3], (0, 4)) == {"0-3": [2, 1], "4+": [2, 3]}
+
+
+def test_repeated_ngrams_count_loops_only_within_one_answer():
+    from jakiro.train.measure_tau import repeated_ngram_fraction
+
+    assert repeated_ngram_fraction([[1, 2, 1, 2, 1, 2]], n=2) == pytest.approx(3 / 5)  # (2,1) once then all seen
+    assert repeated_ngram_fraction([[1, 2, 3], [1, 2, 3]], n=2) == 0.0
+    assert repeated_ngram_fraction([[1]], n=2) == 0.0
