@@ -80,7 +80,7 @@ def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: 
         tau_text = (f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
                     f"prompts, {settings['max_new_tokens']} new tokens each (real engine, `EaModel`):\n\n"
                     "| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
-                    + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |")
+                    + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |" + position_rows(tau, sizes))
     rollout = run_config["train"].get("rollout_steps_train", 1)
     answers = records[-1].get("holdout_answers", "base model's own" if manifest.get("regenerate") else "from the data set")
     return f"""# {head.name}
@@ -114,6 +114,25 @@ vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_l
 ## Measured
 {measured_text(mt_bench)}
 """ + note_section(choice_note)
+
+
+def position_rows(tau: dict, sizes: list[str]) -> str:
+    """τ rows by where the round starts in the answer (`measure_tau` records them), and the answers' loops."""
+    details = tau.get("tau_details", {})
+    labels = []
+    for size in sizes:
+        for label in details.get(size, {}).get("tau_by_answer_position", {}):
+            if label not in labels:
+                labels.append(label)
+    rows = ""
+    for label in labels:
+        cells = [details[s].get("tau_by_answer_position", {}).get(label) for s in sizes]
+        rows += f"\n| τ, rounds from answer token {label} | " + " | ".join(
+            f"{cell['tau']:.2f}" if cell else "" for cell in cells) + " |"
+    if tau.get("repeated_4gram_fraction") is not None:
+        rows += (f"\n\n{tau['repeated_4gram_fraction']:.0%} of the answer tokens close a 4-gram already in the same "
+                 "answer (loops are easy to draft).")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

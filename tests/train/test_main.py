@@ -183,6 +183,7 @@ def test_tau_by_tree_size_after_training_and_in_the_card(tiny_data, tiny_base_di
     write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data)])
     card = (out / "head" / "README.md").read_text()
     assert "τ by tree size" in card and "| tree nodes | 4 | 8 |" in card
+    assert "| τ, rounds from answer token 0-31 |" in card and "close a 4-gram" in card
     assert "Training-time rollout: 2 step(s)" in card and "| chain accuracy |" in card
 
 
