@@ -6,9 +6,10 @@
 # hidden states are saved with it). Every step resumes when rerun.
 # Usage: scripts/train_default_heads.sh WORKDIR [MAX_SAMPLES] [EPOCHS]
 #   ROLLOUT=K trains the Jakiro and EAGLE-2 heads with K-step training-time rollout (1 = the papers' recipe).
-#   FINETUNE="SAMPLES:EPOCHS:LR ..." adds fine-tuning stages for the Jakiro and EAGLE-2 heads, in order: each
-#   trains on the first SAMPLES prompts' data for EPOCHS more epochs at LR, starting from the previous stage's
-#   head (--init-head, fresh optimiser), into WORKDIR/jakiro_ftN and WORKDIR/eagle2_ftN (N = 1, 2, ...).
+#   FINETUNE="SAMPLES:EPOCHS:LR[:K] ..." adds fine-tuning stages for the Jakiro and EAGLE-2 heads, in order: each
+#   trains on the first SAMPLES prompts' data for EPOCHS more epochs at LR (with K-step rollout; default ROLLOUT),
+#   starting from the previous stage's head (--init-head, fresh optimiser), into WORKDIR/jakiro_ftN and
+#   WORKDIR/eagle2_ftN (N = 1, 2, ...).
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped Jakiro and EAGLE-2 heads:
@@ -61,14 +62,14 @@ for head in jakiro eagle2; do
 done
 stage=0
 for spec in ${FINETUNE:-}; do
-  IFS=: read -r samples epochs lr <<< "$spec"
+  IFS=: read -r samples epochs lr stage_rollout <<< "$spec"
   stage=$((stage + 1))
   stage_data=$(subset_of "$samples")
   for head in jakiro eagle2; do
     previous="$WORK/$head"
     [ "$stage" -gt 1 ] && previous="$WORK/${head}_ft$((stage - 1))"
-    train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" --epochs "$epochs" --lr "$lr" \
-        --init-head "$previous/head"
+    ROLLOUT=${stage_rollout:-$ROLLOUT} train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" \
+        --epochs "$epochs" --lr "$lr" --init-head "$previous/head"
   done
 done
 resume=()
