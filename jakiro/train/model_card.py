@@ -125,7 +125,7 @@ def position_rows(tau: dict, sizes: list[str]) -> str:
             if label not in labels:
                 labels.append(label)
     rows = ""
-    for label in labels:
+    for label in labels if len(labels) > 1 else ():  # one bucket would repeat the τ row
         cells = [details[s].get("tau_by_answer_position", {}).get(label) for s in sizes]
         rows += f"\n| τ, rounds from answer token {label} | " + " | ".join(
             f"{cell['tau']:.2f}" if cell else "" for cell in cells) + " |"

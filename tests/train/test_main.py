@@ -183,7 +183,7 @@ def test_tau_by_tree_size_after_training_and_in_the_card(tiny_data, tiny_base_di
     write_card(["--head", str(out / "head"), "--run", str(out), "--data", str(tiny_data)])
     card = (out / "head" / "README.md").read_text()
     assert "τ by tree size" in card and "| tree nodes | 4 | 8 |" in card
-    assert "| τ, rounds from answer token 0-31 |" in card and "close a 4-gram" in card
+    assert "rounds from answer token" not in card and "close a 4-gram" in card  # one bucket: no extra rows
     assert "Training-time rollout: 2 step(s)" in card and "| chain accuracy |" in card
 
 
@@ -268,3 +268,13 @@ def test_repeated_ngrams_count_loops_only_within_one_answer():
     assert repeated_ngram_fraction([[1, 2, 1, 2, 1, 2]], n=2) == pytest.approx(3 / 5)  # (2,1) once then all seen
     assert repeated_ngram_fraction([[1, 2, 3], [1, 2, 3]], n=2) == 0.0
     assert repeated_ngram_fraction([[1]], n=2) == 0.0
+
+
+def test_card_rows_of_tau_by_answer_position():
+    from jakiro.train.model_card import position_rows
+
+    details = {"4": {"tau_by_answer_position": {"0-31": {"tau": 1.5, "rounds": 3}, "32-127": {"tau": 2.0, "rounds": 2}}},
+               "8": {"tau_by_answer_position": {"0-31": {"tau": 1.6, "rounds": 3}}}}
+    rows = position_rows({"tau_details": details, "repeated_4gram_fraction": 0.25}, ["4", "8"])
+    assert "| τ, rounds from answer token 0-31 | 1.50 | 1.60 |" in rows
+    assert "| τ, rounds from answer token 32-127 | 2.00 |  |" in rows and "25% of the answer tokens" in rows
