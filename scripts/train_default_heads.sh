@@ -12,12 +12,15 @@
 #   WORKDIR/eagle2_ftN (N = 1, 2, ...).
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
-#   The shipped Jakiro and EAGLE-2 heads:
-#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4" scripts/train_default_heads.sh WORK 1728 3
-#   (18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, then all 65 shards,
-#   6,138 conversations and 1,649,403 assistant tokens, for 2 more).
+#   The shipped heads:
+#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2" KANGAROO_FINETUNE="7008:2:5e-4" \
+#       scripts/train_default_heads.sh WORK 1728 3
+#   (Jakiro and EAGLE-2: 18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, the
+#   first 65 for 2 more, then all 73 shards, 6,894 conversations and 1,853,504 assistant tokens, for one more
+#   with 2-step rollout).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
-#   and Kangaroo heads and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU).
+#   head and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU); the shipped Kangaroo
+#   adapter adds KANGAROO_FINETUNE="7008:2:5e-4" (2 more epochs on all 73 shards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: $0 WORKDIR [MAX_SAMPLES] [EPOCHS]}
@@ -45,7 +48,7 @@ train_core_head() {
 # One generation run covers every stage (the largest sample count); each stage trains on a view of its first
 # shards (jakiro.ge_data.subset), so the stages' conversations are nested and each held-out split is fixed.
 largest=$SAMPLES
-for spec in ${FINETUNE:-}; do
+for spec in ${FINETUNE:-} ${KANGAROO_FINETUNE:-}; do
   samples=${spec%%:*}
   [ "$samples" -gt "$largest" ] && largest=$samples
 done
@@ -81,3 +84,14 @@ resume=()
 $PY -m kangaroo.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$KANGAROO_CONFIG" \
     --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$EPOCHS" --dtype bf16 --out "$WORK/kangaroo" \
     "${resume[@]}"
+# KANGAROO_FINETUNE="SAMPLES:EPOCHS:LR" fine-tunes that adapter on the first SAMPLES prompts' data (--init-head,
+# fresh optimiser) into WORKDIR/kangaroo_ft1. The shipped adapter: KANGAROO_FINETUNE="7008:2:5e-4" (all 73 shards),
+# drafting defaults then re-chosen with kangaroo.evaluation.replay (docs/kangaroo.md).
+if [ -n "${KANGAROO_FINETUNE:-}" ]; then
+  IFS=: read -r samples epochs lr <<< "$KANGAROO_FINETUNE"
+  resume=()
+  [ -f "$WORK/kangaroo_ft1/progress.json" ] && resume=(--resume)
+  $PY -m kangaroo.train.main --data "$(subset_of "$samples")" --base-model-path smollm2-135m-instruct \
+      --config "$KANGAROO_CONFIG" --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$epochs" \
+      --lr "$lr" --dtype bf16 --init-head "$WORK/kangaroo/head" --out "$WORK/kangaroo_ft1" "${resume[@]}"
+fi
