@@ -21,10 +21,8 @@ from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import write_json_atomic
 from .losses import rollout_outputs
+from .measure_tau import POSITION_EDGES as DEFAULT_EDGES, bucket_label
 from .rollout import _NoNoise, chain_matches
-
-DEFAULT_EDGES = (0, 32, 128)
-
 
 def parse_edges(text: str) -> tuple[int, ...]:
     """Bucket lower edges like "0,32,128" (the last bucket is open-ended)."""
@@ -47,16 +45,13 @@ def answer_index(loss_mask: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def bucket_of(index: int, edges: tuple[int, ...]) -> int:
-    return max(b for b, edge in enumerate(edges) if index >= edge)
-
-
 @torch.no_grad()
 def chain_by_position(head: torch.nn.Module, samples: list[dict[str, torch.Tensor]], config, steps: int,
                       edges: tuple[int, ...]) -> list[dict]:
     """Per bucket: rollouts, chain accuracy per step and the simulated single-chain τ (1 + their sum)."""
-    matched = [torch.zeros(steps) for _ in edges]
-    tried = [0 for _ in edges]
+    labels = [bucket_label(edge, edges) for edge in edges]
+    matched = {label: torch.zeros(steps) for label in labels}
+    tried = {label: 0 for label in labels}
     clean = _NoNoise(config)
     for sample in samples:
         mask = sample["loss_mask"]
@@ -66,18 +61,17 @@ def chain_by_position(head: torch.nn.Module, samples: list[dict[str, torch.Tenso
         index = answer_index(mask)
         # start s drafts the token at s + 2 from the feature at s + 1: group it by that token's answer index
         starts = [s for s in range(len(mask) - steps - 2) if mask[s + 1] > 0]
-        groups: dict[int, list[int]] = {}
+        groups: dict[str, list[int]] = {}
         for start in starts:
-            groups.setdefault(bucket_of(int(index[start + 1]), edges), []).append(start)
+            groups.setdefault(bucket_label(int(index[start + 1]), edges), []).append(start)
         for bucket, members in groups.items():
             matched[bucket] += chain_matches(head, [mix for mix, _ in outputs], batch["hidden_state"][0],
                                              torch.tensor(members), steps)
             tried[bucket] += len(members)
     rows = []
-    for b, edge in enumerate(edges):
-        accuracy = (matched[b] / max(tried[b], 1)).tolist()
-        label = f"{edge}-{edges[b + 1] - 1}" if b + 1 < len(edges) else f"{edge}+"
-        rows.append({"answer_tokens": label, "rollouts": tried[b], "acc_per_step": accuracy,
+    for label in labels:
+        accuracy = (matched[label] / max(tried[label], 1)).tolist()
+        rows.append({"answer_tokens": label, "rollouts": tried[label], "acc_per_step": accuracy,
                      "simulated_accept_length": 1.0 + sum(accuracy)})
     return rows
 

@@ -90,11 +90,15 @@ def rounds_by_answer_position(accept_lengths: list[int], edges: tuple[int, ...] 
     groups: dict[str, list[int]] = {}
     start = 1
     for length in accept_lengths:
-        bucket = max(b for b, edge in enumerate(edges) if start >= edge)
-        label = f"{edges[bucket]}-{edges[bucket + 1] - 1}" if bucket + 1 < len(edges) else f"{edges[bucket]}+"
-        groups.setdefault(label, []).append(length)
+        groups.setdefault(bucket_label(start, edges), []).append(length)
         start += length
     return groups
+
+
+def bucket_label(index: int, edges: tuple[int, ...]) -> str:
+    """The answer-index bucket holding ``index``, named by its range ("0-31", "32-127", "128+")."""
+    bucket = max(b for b, edge in enumerate(edges) if index >= edge)
+    return f"{edges[bucket]}-{edges[bucket + 1] - 1}" if bucket + 1 < len(edges) else f"{edges[bucket]}+"
 
 
 def repeated_ngram_fraction(answers: list[list[int]], n: int = 4) -> float:

@@ -278,3 +278,18 @@ def test_card_rows_of_tau_by_answer_position():
     rows = position_rows({"tau_details": details, "repeated_4gram_fraction": 0.25}, ["4", "8"])
     assert "| τ, rounds from answer token 0-31 | 1.50 | 1.60 |" in rows
     assert "| τ, rounds from answer token 32-127 | 2.00 |  |" in rows and "25% of the answer tokens" in rows
+
+
+def test_chain_by_position_command_on_a_trained_head(tiny_data, tiny_base_dir, tmp_path, capsys):
+    from jakiro.train.chain_by_position import main as by_position
+
+    out = tmp_path / "pos"
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"holdout_fraction": 0.25}}))
+    train(tiny_data, tiny_base_dir, out, "--epochs", "1", "--config", str(tmp_path / "config.json"))
+    by_position(["--head", str(out / "head"), "--data", str(tiny_data), "--base-model-path", str(tiny_base_dir),
+                 "--holdout-fraction", "0.25", "--conversations", "2", "--steps", "2", "--buckets", "0,4",
+                 "--json", str(tmp_path / "pos.json")])
+    record = json.loads((tmp_path / "pos.json").read_text())
+    assert [row["answer_tokens"] for row in record["by_answer_position"]] == ["0-3", "4+"]
+    assert sum(row["rollouts"] for row in record["by_answer_position"]) > 0
+    assert "answer tokens" in capsys.readouterr().out
