@@ -20,7 +20,7 @@ from ..base_models import DEFAULT_BASE_MODEL, load_base_model
 from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import write_json_atomic
-from .losses import rollout_outputs
+from .losses import answer_index, rollout_outputs
 from .measure_tau import POSITION_EDGES as DEFAULT_EDGES, bucket_label
 from .rollout import _NoNoise, chain_matches
 
@@ -33,16 +33,6 @@ def parse_edges(text: str) -> tuple[int, ...]:
     if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise ConfigError(f"--buckets must start at 0 and increase, like 0,32,128; got {text!r}")
     return edges
-
-
-def answer_index(loss_mask: torch.Tensor) -> torch.Tensor:
-    """For every position, its index inside the answer turn it belongs to (-1 outside answers)."""
-    index = torch.full(loss_mask.shape, -1, dtype=torch.long)
-    run = -1
-    for position, inside in enumerate(loss_mask.tolist()):
-        run = run + 1 if inside > 0 else -1
-        index[position] = run
-    return index
 
 
 @torch.no_grad()

@@ -36,6 +36,8 @@ class TrainConfig:
     rollout_steps: int = 5         # held-out chain metric: draft steps per start (acc_per_step has this length)
     rollout_steps_train: int = 1   # training-time rollout K: steps 2..K read the head's own predicted features
     rollout_decay: float = 0.8     # loss weight of rollout step j: rollout_decay ** (j - 1)
+    answer_start_weight: float = 1.0  # training loss weight of an answer's first token (1: every token alike)
+    answer_start_tokens: int = 64     # ... falling linearly to 1 at this answer index
     seed: int = 0
     num_workers: int = 0
 
@@ -99,6 +101,8 @@ _RULES: dict[str, tuple[type, Callable[[float], bool], str]] = {
     "p_weight": (float, lambda v: v >= 0, "a number >= 0"),
     "contrastive_weight": (float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "noise": (float, lambda v: v >= 0, "a number >= 0"),
+    "answer_start_weight": (float, lambda v: v >= 1, "a number >= 1 (1: no extra weight)"),
+    "answer_start_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
     "max_len": (int, lambda v: v >= 2, "an integer >= 2"),
     "holdout_fraction": (float, lambda v: 0 < v < 1, "a number in (0, 1)"),
     "eval_sequences": (int, lambda v: v >= 1, "an integer >= 1"),

@@ -21,6 +21,12 @@ target as step 1 at p, from its own previous prediction; its loss is weighted ``
 and counts only positions that start a path (p >= j - 1). Both branches are supervised at every step:
 the tree reads the contrastive branch at its last drafted level, i.e. from predicted features.
 K = 1 is the original (EAGLE/Jakiro) recipe.
+
+Answer-start weighting (``answer_start_weight = W > 1``, training only): a loss-bearing position at index i
+of its answer (0 = the answer's first token) weighs ``1 + (W - 1) * max(0, 1 - i / answer_start_tokens)`` in
+both losses instead of 1. Heads draft worst at the start of an answer (first-step top-1 0.40 in an answer's
+first 32 tokens against 0.79 after 128, on SmolLM2-135M's own answers), the part short generations live in;
+the weights put more of the loss there. Held-out metrics stay unweighted.
 """
 
 from __future__ import annotations
@@ -131,6 +137,25 @@ def rollout_outputs(model, batch: dict[str, torch.Tensor], config, steps: int, c
     return unroll(model, inputs, ids[:, 1:], steps, contrastive)
 
 
+def answer_index(loss_mask: torch.Tensor) -> torch.Tensor:
+    """[B, S] index of every position inside its answer (a run of loss-bearing positions; 0 = its first), -1
+    outside answers."""
+    inside = loss_mask > 0
+    positions = torch.arange(loss_mask.shape[-1], device=loss_mask.device).expand_as(loss_mask)
+    last_outside = torch.where(inside, torch.full_like(positions, -1), positions).cummax(-1).values
+    return torch.where(inside, positions - last_outside - 1, torch.full_like(positions, -1))
+
+
+def answer_start_weighted(batch: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """The batch with its loss mask scaled by the answer-start weights (the batch itself when they are off)."""
+    weight = getattr(config, "answer_start_weight", 1.0)
+    if weight == 1.0:
+        return batch
+    mask = batch["loss_mask"]
+    ramp = (1.0 - answer_index(mask).float() / config.answer_start_tokens).clamp(min=0.0)
+    return {**batch, "loss_mask": mask * (1.0 + (weight - 1.0) * ramp).to(mask.dtype)}
+
+
 def loss_from_outputs(outputs, batch: dict[str, torch.Tensor], config, head: torch.Tensor,
                       head_dtype: torch.dtype = torch.float32):
     """Total loss and parts (``mix``/``contrastive`` for step 1, ``mix@j``/``contrastive@j`` after it)."""
@@ -164,4 +189,4 @@ def draft_loss(model, batch: dict[str, torch.Tensor], config, noise_generator: t
     contrastive = model.config.contrastive if contrastive is None else contrastive
     head = model.head_weight if head_weight is None else head_weight
     outputs = rollout_outputs(model, batch, config, config.rollout_steps_train, contrastive, noise_generator)
-    return loss_from_outputs(outputs, batch, config, head, head_dtype)
+    return loss_from_outputs(outputs, answer_start_weighted(batch, config), config, head, head_dtype)

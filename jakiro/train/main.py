@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "on every step (1, the default, is the papers' recipe; config field rollout_steps_train)")
     parser.add_argument("--rollout-decay", type=float, default=None, metavar="W",
                         help="loss weight of rollout step j is W**(j-1) (default 0.8; config field rollout_decay)")
+    parser.add_argument("--answer-start-weight", type=float, default=None, metavar="W",
+                        help="weigh an answer's first drafted token W times in the training loss, falling linearly "
+                             "to 1 at --answer-start-tokens (default 1: every token alike, the papers' recipe; "
+                             "config field answer_start_weight)")
+    parser.add_argument("--answer-start-tokens", type=int, default=None, metavar="N",
+                        help="answer index where that extra weight reaches 1 (default 64; answer_start_tokens)")
     parser.add_argument("--tau-prompts", type=int, default=4,
                         help="after training, measure τ by tree size on this many held-out prompts (0: skip)")
     parser.add_argument("--tau-max-new-tokens", type=int, default=32, help="new tokens per prompt for that measurement")
@@ -80,7 +86,8 @@ def resolve_run(args: argparse.Namespace) -> RunConfig:
     """The run's configuration: the config file with the flags on top (what ``run_config.json`` keeps)."""
     overrides = {**optimisation_overrides(args), "num_experts": args.num_experts,
                  "draft_vocab_size": args.draft_vocab_size, "rollout_steps_train": args.rollout_steps,
-                 "rollout_decay": args.rollout_decay}
+                 "rollout_decay": args.rollout_decay, "answer_start_weight": args.answer_start_weight,
+                 "answer_start_tokens": args.answer_start_tokens}
     if args.no_contrastive:
         overrides["contrastive"] = False
     if args.method is not None:

@@ -94,7 +94,7 @@ tokens). Load it with `EaModel.from_pretrained("{config['base_model']}", "{head.
 - Settings: {json.dumps(run_config['train'], sort_keys=True)}
 - Training-time rollout: {rollout} step(s){" (the papers' recipe)" if rollout == 1 else
   f", loss weight {run_config['train'].get('rollout_decay', 0.8)}^(j-1) at step j"}.
-- Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
+{start_weight_line(run_config['train'])}- Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
   if records[0].get('init_head') else "fresh"}.
 {epochs_line(records, device)}
 
@@ -114,6 +114,16 @@ vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_l
 ## Measured
 {measured_text(mt_bench)}
 """ + note_section(choice_note)
+
+
+def start_weight_line(train: dict) -> str:
+    """The answer-start loss weighting, when the run used it (``--answer-start-weight``)."""
+    weight = train.get("answer_start_weight", 1.0)
+    if weight == 1.0:
+        return ""
+    tokens = train.get("answer_start_tokens", 64)
+    return (f"- Answer-start weighting: an answer's token i weighs 1 + {weight - 1:g} · max(0, 1 − i/{tokens}) in the "
+            "training loss (`--answer-start-weight`; held-out metrics unweighted).\n")
 
 
 def position_rows(tau: dict, sizes: list[str]) -> str:

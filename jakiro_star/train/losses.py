@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from jakiro.errors import ConfigError
-from jakiro.train.losses import loss_from_outputs
+from jakiro.train.losses import answer_start_weighted, loss_from_outputs
 
 EXPERT_WEIGHT = 1.0  # each expert alone counts as much as the mixture
 
@@ -40,6 +40,7 @@ def star_loss(model, batch: dict[str, torch.Tensor], config, noise_generator: to
         inputs = inputs + (noise - 0.5) * config.noise
     head = model.head_weight if head_weight is None else head_weight
     mix, experts = model(inputs, ids[:, 1:], branches="both")
+    batch = answer_start_weighted(batch, config)
     total, parts = loss_from_outputs([(mix, None)], batch, config, head, head_dtype)
     for index, expert in enumerate(experts):
         term, expert_parts = loss_from_outputs([(expert, None)], batch, config, head, head_dtype)

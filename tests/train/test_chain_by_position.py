@@ -6,16 +6,12 @@ import pytest
 import torch
 
 from jakiro.errors import ConfigError
-from jakiro.train.chain_by_position import answer_index, chain_by_position, parse_edges
+from jakiro.train.chain_by_position import chain_by_position, parse_edges
 from jakiro.train.config import TrainConfig
+from jakiro.train.losses import answer_index
 from jakiro.train.rollout import evaluate
 from tests.train.test_losses import make_head
 from tests.train.test_rollout import samples_that_agree_sometimes, slow_chain
-
-
-def test_answer_index_restarts_at_every_answer_turn():
-    mask = torch.tensor([0, 1, 1, 1, 0, 0, 1, 1.0])
-    assert answer_index(mask).tolist() == [-1, 0, 1, 2, -1, -1, 0, 1]
 
 
 def test_buckets_partition_the_chains_of_every_start():

@@ -24,6 +24,8 @@ CONFIGS = sorted((Path(train_main.__file__).parent / "configs").glob("*.json"))
     (["--warmup-steps", "-5"], "--warmup-steps must be an integer >= 0, got -5"),
     (["--max-len", "1"], "--max-len must be an integer >= 2, got 1"),
     (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--answer-start-weight", "0.5"], "--answer-start-weight must be a number >= 1 (1: no extra weight), got 0.5"),
+    (["--answer-start-tokens", "0"], "--answer-start-tokens must be an integer >= 1, got 0"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tiny_data, tiny_base_dir, tmp_path, capsys, option,
                                                            message):

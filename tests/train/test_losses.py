@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from jakiro.model.cnets import JakiroDraftModel, init_weights
 from jakiro.model.configs import DraftConfig
 from jakiro.train.config import TrainConfig
-from jakiro.train.losses import draft_loss, soft_cross_entropy
+from jakiro.train.losses import answer_index, answer_start_weighted, draft_loss, soft_cross_entropy
 
 
 def make_head(contrastive: bool) -> JakiroDraftModel:
@@ -174,3 +174,35 @@ def test_bf16_head_matmuls_stay_close():
     full, _ = draft_loss(model, batch, TrainConfig(noise=0.0, rollout_steps_train=2))
     half, _ = draft_loss(model, batch, TrainConfig(noise=0.0, rollout_steps_train=2), head_dtype=torch.bfloat16)
     torch.testing.assert_close(half, full, rtol=2e-2, atol=2e-2)
+
+
+def test_answer_index_restarts_at_every_answer_turn():
+    mask = torch.tensor([0, 1, 1, 1, 0, 0, 1, 1.0])
+    assert answer_index(mask).tolist() == [-1, 0, 1, 2, -1, -1, 0, 1]
+    batch = torch.tensor([[1, 1, 0, 1.0], [0, 0, 1, 1.0]])
+    assert answer_index(batch).tolist() == [[0, 1, -1, 0], [-1, -1, 0, 1]]
+
+
+def test_answer_start_weights_ramp_linearly_to_one():
+    batch = rollout_batch()
+    cfg = TrainConfig(answer_start_weight=3.0, answer_start_tokens=4)
+    weighted = answer_start_weighted(batch, cfg)["loss_mask"]
+    # row 0: answer of 6 tokens from position 2; row 1: answers at 1..4 and 6
+    expected = torch.tensor([[0, 0, 3, 2.5, 2, 1.5, 1, 1], [0, 3, 2.5, 2, 1.5, 0, 3, 0]])
+    torch.testing.assert_close(weighted, expected)
+    assert answer_start_weighted(batch, TrainConfig()) is batch  # off by default: the papers' loss
+
+
+@pytest.mark.parametrize("contrastive", [True, False])
+def test_answer_start_weighting_is_a_weighted_mean_of_the_same_terms(contrastive):
+    model = make_head(contrastive)
+    batch = rollout_batch()
+    cfg = TrainConfig(noise=0.0, rollout_steps_train=2, answer_start_weight=4.0, answer_start_tokens=3)
+    total, parts = draft_loss(model, batch, cfg)
+    plain = TrainConfig(noise=0.0, rollout_steps_train=2)
+    reweighted = dict(batch, loss_mask=answer_start_weighted(batch, cfg)["loss_mask"])
+    expected, _ = draft_loss(model, reweighted, plain)
+    torch.testing.assert_close(total, expected)
+    unweighted, _ = draft_loss(model, batch, plain)
+    assert not torch.allclose(total, unweighted)
+    assert parts["mix"].count == reweighted["loss_mask"][:, 1:].mul(batch["attention"][:, 1:]).sum()

@@ -45,3 +45,12 @@ def test_card_writer_by_method():
     assert model_card_writer("kangaroo") is kangaroo_card
     for method in ("jakiro", "eagle2", "jakiro_star", "unknown", None):
         assert model_card_writer(method) is None  # the core's EAGLE-style card
+
+
+def test_answer_start_weighting_is_stated_only_when_used(tmp_path):
+    run, data = fake_run(tmp_path)
+    assert "Answer-start weighting" not in card_text(run / "head", run, data, None, "CPU (test)")
+    (run / "run_config.json").write_text(json.dumps({"draft": {}, "train": {
+        "lr": 0.001, "answer_start_weight": 3.0, "answer_start_tokens": 64}}))
+    card = card_text(run / "head", run, data, None, "CPU (test)")
+    assert "- Answer-start weighting: an answer's token i weighs 1 + 2 · max(0, 1 − i/64)" in card

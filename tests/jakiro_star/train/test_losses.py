@@ -10,7 +10,7 @@ from jakiro.errors import ConfigError
 from jakiro.methods import new_head
 from jakiro.model.configs import DraftConfig
 from jakiro.train.config import TrainConfig
-from jakiro.train.losses import draft_loss
+from jakiro.train.losses import answer_start_weighted, draft_loss
 from jakiro_star.train.losses import EXPERT_WEIGHT, star_loss
 from tests.train.test_losses import reference_part
 
@@ -66,3 +66,15 @@ def test_every_expert_gets_its_own_gradient():
 def test_rollout_is_refused():
     with pytest.raises(ConfigError, match="rollout_steps_train = 1"):
         star_loss(make_star_head(), batch(), TrainConfig(noise=0.0, rollout_steps_train=2))
+
+
+def test_answer_start_weighting_reaches_every_expert_term():
+    model, data = make_star_head(), batch()
+    cfg = TrainConfig(noise=0.0, answer_start_weight=3.0, answer_start_tokens=2)
+    total, parts = star_loss(model, data, cfg)
+    reweighted = dict(data, loss_mask=answer_start_weighted(data, cfg)["loss_mask"])
+    expected, expected_parts = star_loss(model, reweighted, TrainConfig(noise=0.0))
+    torch.testing.assert_close(total, expected)
+    for name in ("mix", "expert0", "expert1"):
+        torch.testing.assert_close(parts[name].cross_entropy, expected_parts[name].cross_entropy)
+    assert not torch.allclose(total, star_loss(model, data, TrainConfig(noise=0.0))[0])
