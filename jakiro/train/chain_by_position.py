@@ -5,7 +5,9 @@ longer they run (lists, repeated phrasing), so a τ measured on the first 32 ans
 at 32 new tokens, `jakiro.train.measure_tau`'s default) and one over whole answers can differ by a
 factor of two. This command rolls the head out from every start position of the first held-out answers
 (the chain metric of `jakiro.train.rollout`: steps 1..j all equal the base model's greedy token) and
-groups the starts by the drafted token's index inside its turn's answer.
+groups the starts by the drafted token's index inside its turn's answer. Each group also reports how sure
+the base model itself is of the tokens drafted there (its probability of its own greedy token): where that is
+low, the next token is hard to guess for any head.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def chain_by_position(head: torch.nn.Module, samples: list[dict[str, torch.Tenso
     labels = [bucket_label(edge, edges) for edge in edges]
     matched = {label: torch.zeros(steps) for label in labels}
     tried = {label: 0 for label in labels}
+    confidence = {label: 0.0 for label in labels}
     clean = _NoNoise(config)
     for sample in samples:
         mask = sample["loss_mask"]
@@ -58,12 +61,21 @@ def chain_by_position(head: torch.nn.Module, samples: list[dict[str, torch.Tenso
             matched[bucket] += chain_matches(head, [mix for mix, _ in outputs], batch["hidden_state"][0],
                                              torch.tensor(members), steps)
             tried[bucket] += len(members)
+            confidence[bucket] += float(base_confidence(head, batch["hidden_state"][0], members).sum())
     rows = []
     for label in labels:
         accuracy = (matched[label] / max(tried[label], 1)).tolist()
         rows.append({"answer_tokens": label, "rollouts": tried[label], "acc_per_step": accuracy,
-                     "simulated_accept_length": 1.0 + sum(accuracy)})
+                     "simulated_accept_length": 1.0 + sum(accuracy),
+                     "base_top1_probability": confidence[label] / max(tried[label], 1)})
     return rows
+
+
+def base_confidence(head: torch.nn.Module, features: torch.Tensor, starts: list[int]) -> torch.Tensor:
+    """The base model's probability of its own greedy token where each start's first drafted token stands
+    (full vocabulary): how sure the base model itself is there, the ceiling the head drafts against."""
+    logits = features[torch.tensor(starts) + 1].float() @ head.full_head_weight.float().T
+    return torch.softmax(logits, dim=-1).amax(-1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +116,8 @@ def run_command(args: argparse.Namespace) -> list[dict]:
     for row in rows:
         steps = " / ".join(f"{value:.3f}" for value in row["acc_per_step"])
         print(f"answer tokens {row['answer_tokens']:>8}: {row['rollouts']:5d} rollouts, chain {steps}, "
-              f"single-chain τ {row['simulated_accept_length']:.2f}")
+              f"single-chain τ {row['simulated_accept_length']:.2f}, base model's top-1 probability "
+              f"{row['base_top1_probability']:.2f}")
     if args.json:
         record = {"head": str(folder), "data": str(args.data), "conversations": len(samples), "steps": args.steps,
                   "holdout_fraction": args.holdout_fraction, "by_answer_position": rows}

@@ -37,6 +37,16 @@ def test_buckets_partition_the_chains_of_every_start():
                 expected, tried = expected + matched, tried + count
     assert rows[0]["rollouts"] == tried
     torch.testing.assert_close(torch.tensor(rows[0]["acc_per_step"]), expected / tried)
+    # the base model's confidence where the first bucket drafts: its probability of its own greedy token
+    confidences = []
+    for sample in samples:
+        index = answer_index(sample["loss_mask"])
+        for start in range(len(index) - steps - 2):
+            if 0 <= index[start + 1] < 2:
+                probs = torch.softmax(sample["hidden_state"][start + 1].float() @ model.full_head_weight.T, -1)
+                confidences.append(float(probs.max()))
+    assert rows[0]["base_top1_probability"] == pytest.approx(sum(confidences) / len(confidences))
+    assert all(0 < row["base_top1_probability"] <= 1 for row in rows)
 
 
 def slow_chain_from(model, sample, steps, start):
