@@ -28,8 +28,7 @@ ZERO_COLUMNS = ("down_proj",)            # ... and zero output weights, so the o
 
 def widen_head(head: torch.nn.Module, intermediate_size: int, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
     """A copy of ``head`` whose experts have ``intermediate_size`` hidden units (at least the current width)."""
-    experts = [m for m in head.modules() if isinstance(m, SwiGLU)]
-    if not experts:
+    if not any(isinstance(module, SwiGLU) for module in head.modules()):
         raise ConfigError(f"a {head.config.method} head has no SwiGLU experts to widen: widen a Jakiro or EAGLE-2 head")
     width = head.config.expert_intermediate_size
     if intermediate_size < width:
@@ -37,10 +36,10 @@ def widen_head(head: torch.nn.Module, intermediate_size: int, std: float = 0.02,
                           "widening only adds hidden units")
     wide = new_head(dataclasses.replace(head.config, expert_intermediate_size=intermediate_size))
     generator = torch.Generator().manual_seed(seed)
-    state = {}
+    state, targets = {}, wide.state_dict()
     for name, value in head.state_dict().items():
         module = name.split(".")[-2] if "." in name else ""
-        target = wide.state_dict()[name]
+        target = targets[name]
         if value.shape == target.shape:
             state[name] = value
         elif module in RANDOM_ROWS:
