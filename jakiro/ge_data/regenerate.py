@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..model.kv_cache import TreeKVCache
+from ..model.target import cache_keyword
 from ..templates import encode_with_mask, render_generation_prompt
 from .conversations import Conversation
 
@@ -85,7 +86,7 @@ def generate_with_features(model, prompts: list[list[int]], max_new_tokens: int,
     replies: list[list[int]] = [[] for _ in range(batch)]
     try:
         hidden = decoder(input_ids=ids, attention_mask=mask[:, :width], position_ids=positions,
-                         past_key_values=cache, use_cache=True).last_hidden_state
+                         use_cache=True, **{cache_keyword(decoder): cache}).last_hidden_state
         for row, prompt in enumerate(prompts):
             features[row].append(hidden[row, width - len(prompt):].float().cpu())
             for layer in save_layers:
@@ -105,8 +106,8 @@ def generate_with_features(model, prompts: list[list[int]], max_new_tokens: int,
             column = width + step
             mask[:, column] = 1
             hidden = decoder(input_ids=next_ids[:, None], attention_mask=mask[:, :column + 1],
-                             position_ids=next_position[:, None], past_key_values=cache,
-                             use_cache=True).last_hidden_state
+                             position_ids=next_position[:, None], use_cache=True,
+                             **{cache_keyword(decoder): cache}).last_hidden_state
             for i in live:  # the fed token's feature
                 row = int(rows[i])
                 features[row].append(hidden[i].float().cpu())

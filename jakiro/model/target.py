@@ -85,7 +85,7 @@ class TargetRunner:
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         out = self.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask,
-                           past_key_values=self.cache, use_cache=True)
+                           use_cache=True, **{cache_keyword(self.decoder): self.cache})
         return out.last_hidden_state  # after the final norm: exactly what lm_head consumes
 
     @torch.no_grad()
@@ -194,7 +194,7 @@ class TargetRunner:
         if new > 1 and start > 0:
             mask = self._additive(self._causal(start, new))
         out = self.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
-                           output_hidden_states=True, **{_cache_keyword(self.decoder): self.cache})
+                           output_hidden_states=True, **{cache_keyword(self.decoder): self.cache})
         hidden = out.last_hidden_state
         return self.lm_head(hidden[0, -1]), hidden, out.hidden_states[layer]
 
@@ -252,12 +252,12 @@ class TargetRunner:
         embeddings = self.decoder.rotary_emb(hidden, position_ids=positions)
         for layer in self.decoder.layers[first:last]:
             out = layer(hidden, attention_mask=mask, position_ids=positions, use_cache=True,
-                        position_embeddings=embeddings, **{_cache_keyword(layer): self.cache})
+                        position_embeddings=embeddings, **{cache_keyword(layer): self.cache})
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
 
 
-def _cache_keyword(layer: nn.Module) -> str:
+def cache_keyword(layer: nn.Module) -> str:
     """The name a decoder (layer) takes its cache by (``cache`` in recent transformers 5.x, else ``past_key_values``)."""
     return _cache_keyword_of(type(layer))
 
