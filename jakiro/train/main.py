@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weigh an answer's first drafted token W times in the training loss, falling linearly "
                              "to 1 at --answer-start-tokens (default 1: every token alike, the papers' recipe; "
                              "config field answer_start_weight)")
+    parser.add_argument("--contrastive-weight", type=float, default=None, metavar="C",
+                        help="the contrastive (two-ahead) branch's share of the loss, in [0, 1] (default 0.5; config "
+                             "field contrastive_weight; Jakiro heads only)")
     parser.add_argument("--answer-start-tokens", type=int, default=None, metavar="N",
                         help="answer index where that extra weight reaches 1 (default 64; answer_start_tokens)")
     parser.add_argument("--tau-prompts", type=int, default=4,
@@ -87,7 +90,7 @@ def resolve_run(args: argparse.Namespace) -> RunConfig:
     overrides = {**optimisation_overrides(args), "num_experts": args.num_experts,
                  "draft_vocab_size": args.draft_vocab_size, "rollout_steps_train": args.rollout_steps,
                  "rollout_decay": args.rollout_decay, "answer_start_weight": args.answer_start_weight,
-                 "answer_start_tokens": args.answer_start_tokens}
+                 "answer_start_tokens": args.answer_start_tokens, "contrastive_weight": args.contrastive_weight}
     if args.no_contrastive:
         overrides["contrastive"] = False
     if args.method is not None:

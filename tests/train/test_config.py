@@ -26,6 +26,7 @@ CONFIGS = sorted((Path(train_main.__file__).parent / "configs").glob("*.json"))
     (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     (["--answer-start-weight", "0.5"], "--answer-start-weight must be a number >= 1 (1: no extra weight), got 0.5"),
     (["--answer-start-tokens", "0"], "--answer-start-tokens must be an integer >= 1, got 0"),
+    (["--contrastive-weight", "1.5"], "--contrastive-weight must be a number in [0, 1], got 1.5"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tiny_data, tiny_base_dir, tmp_path, capsys, option,
                                                            message):
@@ -59,3 +60,9 @@ def test_bad_config_file_entries_are_named(tmp_path, train, message):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_configs_pass(config):
     assert load_run_config(config, {}).train.epochs >= 1
+
+
+@pytest.mark.parametrize("flags, expected", [([], 0.5), (["--contrastive-weight", "0.2"], 0.2)])
+def test_contrastive_weight_flag_sets_the_loss_share(tiny_data, flags, expected):
+    args = train_main.build_parser().parse_args(["--data", str(tiny_data), "--out", "unused", *flags])
+    assert train_main.resolve_run(args).train.contrastive_weight == expected
