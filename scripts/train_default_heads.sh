@@ -74,7 +74,7 @@ for spec in ${FINETUNE:-}; do
   for head in jakiro eagle2; do
     previous="$WORK/$head"
     head_flags=()
-    [ "$head" = jakiro ] && head_flags=(--contrastive-weight "${contrastive_weight:-0.5}")
+    [ "$head" = jakiro ] && [ -n "${contrastive_weight:-}" ] && head_flags=(--contrastive-weight "$contrastive_weight")
     [ "$stage" -gt 1 ] && previous="$WORK/${head}_ft$((stage - 1))"
     ROLLOUT=${stage_rollout:-$ROLLOUT} train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" \
         --epochs "$epochs" --lr "$lr" --init-head "$previous/head" --answer-start-weight "${start_weight:-1}" \
