@@ -55,14 +55,18 @@ def held_out_prompts(data: str | Path, holdout_fraction: float, count: int) -> l
 
 @torch.no_grad()
 def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tensor], tree_sizes=DEFAULT_TREE_SIZES,
-                     depth: int = 5, top_k: int = 8, max_new_tokens: int = 32) -> dict:
-    """Greedy generation of every prompt for every tree size; τ and rounds per size."""
+                     depth: int = 5, top_k: int = 8, max_new_tokens: int = 32, cepd: bool | None = None) -> dict:
+    """Greedy generation of every prompt for every tree size; τ and rounds per size.
+
+    ``cepd=False`` drafts a Jakiro head without its contrastive last level (None: the head's default), to
+    measure what that level adds."""
     from ..model.ea_model import EaModel
 
     device = base.get_output_embeddings().weight.device
     result, outputs = {}, []
     for size in tree_sizes:
-        ea = EaModel.from_base_and_head(base, tokenizer, head, total_token=size, depth=depth, top_k=top_k)
+        options = {} if cepd is None else {"cepd": cepd}
+        ea = EaModel.from_base_and_head(base, tokenizer, head, total_token=size, depth=depth, top_k=top_k, **options)
         lengths, new_tokens, answers, by_position = [], 0, [], {}
         for prompt in prompts:
             output = ea.eagenerate(prompt.to(device), temperature=0.0, max_new_tokens=max_new_tokens)
@@ -79,7 +83,8 @@ def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tens
                                                         for label, r in by_position.items()}}
     return {"tau_by_tree_size": {size: value["tau"] for size, value in result.items()}, "tau_details": result,
             "tau_settings": {"depth": depth, "top_k": top_k, "temperature": 0.0, "prompts": len(prompts),
-                             "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations"},
+                             "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations",
+                             **({} if cepd is None else {"cepd": cepd})},
             "same_output_for_every_tree_size": all(answers == outputs[0] for answers in outputs),
             "repeated_4gram_fraction": repeated_ngram_fraction(outputs[0]) if outputs else None}
 
@@ -117,13 +122,13 @@ def repeated_ngram_fraction(answers: list[list[int]], n: int = 4) -> float:
 
 def measure_run(head: str | Path, data: str | Path, base_model_path: str, run: str | Path | None,
                 holdout_fraction: float, prompts: int, max_new_tokens: int, tree_sizes=DEFAULT_TREE_SIZES,
-                depth: int = 5, top_k: int = 8, device=None) -> dict:
+                depth: int = 5, top_k: int = 8, device=None, cepd: bool | None = None) -> dict:
     """Measure, print one JSON line, and append it to ``run/metrics.jsonl`` when a run folder is given."""
     base, tokenizer = load_base_model(base_model_path, torch_dtype="float32", device_map=None)
     if device is not None:
         base.to(device)
     record = tau_by_tree_size(base, tokenizer, head, held_out_prompts(data, holdout_fraction, prompts), tree_sizes,
-                              depth, top_k, max_new_tokens)
+                              depth, top_k, max_new_tokens, cepd)
     record["head"] = str(head)
     if run is not None:
         with open(Path(run) / "metrics.jsonl", "a") as handle:
@@ -145,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tree-sizes", default=",".join(map(str, DEFAULT_TREE_SIZES)), help="nodes, root included")
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--no-cepd", action="store_true",
+                        help="draft a Jakiro head without its contrastive last level (what that level adds to τ)")
     return parser
 
 
@@ -163,7 +170,7 @@ def run_command(args: argparse.Namespace) -> dict:
 
     resolve_head_path(args.head)  # a missing head fails before the base model loads
     return measure_run(args.head, args.data, args.base_model_path, args.run, fraction, args.prompts,
-                       args.max_new_tokens, sizes, args.depth, args.top_k)
+                       args.max_new_tokens, sizes, args.depth, args.top_k, cepd=False if args.no_cepd else None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -198,6 +198,13 @@ def test_measure_tau_command_reads_held_out_prompts(tiny_data, tiny_base_dir, tm
     assert list(record["tau_by_tree_size"]) == ["16"]
     prompt = held_out_prompts(tiny_data, 0.05, 1)[0]
     assert prompt.shape[0] == 1 and prompt.shape[1] > 0
+    assert "cepd" not in record["tau_settings"]
+    measure(["--head", str(out / "head"), "--data", str(tiny_data), "--base-model-path", str(tiny_base_dir),
+             "--run", str(out), "--prompts", "1", "--max-new-tokens", "4", "--tree-sizes", "16", "--no-cepd"])
+    without_level = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert without_level["tau_settings"]["cepd"] is False
+    # greedy output never depends on the drafter: the same answer with and without the contrastive level
+    assert without_level["tau_details"]["16"]["new_tokens"] == record["tau_details"]["16"]["new_tokens"]
     with pytest.raises(SystemExit):
         measure(["--head", str(out / "head"), "--data", str(tiny_data), "--tree-sizes", "1,x"])
     assert "tree sizes" in capsys.readouterr().err
