@@ -72,15 +72,7 @@ def card_text(head: Path, run: Path, data: Path, mt_bench: dict | None, device: 
     chain = last["holdout_acc_per_step"]
     chain_table = ("| draft step | " + " | ".join(str(i + 1) for i in range(len(chain))) + " |\n|" + " --- |" * (len(chain) + 1)
                    + "\n| chain accuracy | " + " | ".join(f"{a:.3f}" for a in chain) + " |")
-    tau_text = "not measured (train without `--tau-prompts 0` or run `python -m jakiro.train.measure_tau`)"
-    if taus:
-        tau = taus[-1]
-        sizes = list(tau["tau_by_tree_size"])
-        settings = tau["tau_settings"]
-        tau_text = (f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
-                    f"prompts, {settings['max_new_tokens']} new tokens each (real engine, `EaModel`):\n\n"
-                    "| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
-                    + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |" + position_rows(tau, sizes))
+    tau_text = tau_section(taus)
     rollout = run_config["train"].get("rollout_steps_train", 1)
     answers = records[-1].get("holdout_answers", "base model's own" if manifest.get("regenerate") else "from the data set")
     return f"""# {head.name}
@@ -114,6 +106,27 @@ vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_l
 ## Measured
 {measured_text(mt_bench)}
 """ + note_section(choice_note)
+
+
+def tau_section(taus: list[dict]) -> str:
+    """One τ table per answer length measured (the last record of each; drafting without the contrastive level
+    is its own table), shortest answers first: τ grows with how far into the answer the rounds run."""
+    if not taus:
+        return "not measured (train without `--tau-prompts 0` or run `python -m jakiro.train.measure_tau`)"
+    latest: dict[tuple, dict] = {}
+    for tau in taus:
+        settings = tau["tau_settings"]
+        latest[(settings["max_new_tokens"], settings.get("cepd", True) is False)] = tau
+    tables = []
+    for (_, without_level), tau in sorted(latest.items()):
+        sizes = list(tau["tau_by_tree_size"])
+        settings = tau["tau_settings"]
+        tables.append(f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
+                      f"prompts, {settings['max_new_tokens']} new tokens each (real engine, `EaModel`"
+                      + (", drafting without the contrastive last level, `--no-cepd`" if without_level else "")
+                      + "):\n\n| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
+                      + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |" + position_rows(tau, sizes))
+    return "\n\n".join(tables)
 
 
 def start_weight_line(train: dict) -> str:

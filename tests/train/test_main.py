@@ -300,3 +300,20 @@ def test_chain_by_position_command_on_a_trained_head(tiny_data, tiny_base_dir, t
     assert [row["answer_tokens"] for row in record["by_answer_position"]] == ["0-3", "4+"]
     assert sum(row["rollouts"] for row in record["by_answer_position"]) > 0
     assert "answer tokens" in capsys.readouterr().out
+
+
+def test_card_shows_one_tau_table_per_answer_length_shortest_first():
+    from jakiro.train.model_card import tau_section
+
+    def record(tokens, prompts, tau, **extra):
+        return {"tau_by_tree_size": {"16": tau}, "tau_details": {},
+                "tau_settings": {"depth": 5, "top_k": 8, "prompts": prompts, "max_new_tokens": tokens, **extra}}
+
+    text = tau_section([record(1024, 16, 3.2), record(32, 6, 1.9), record(32, 12, 2.25),
+                        record(1024, 16, 3.1, cepd=False)])
+    tables = text.split("Greedy,")[1:]
+    assert len(tables) == 3  # the 6-prompt 32-token record is replaced by the later one
+    assert "32 new tokens" in tables[0] and "| τ | 2.25 |" in tables[0] and "12 held-out" in tables[0]
+    assert "1024 new tokens" in tables[1] and "| τ | 3.20 |" in tables[1] and "--no-cepd" not in tables[1]
+    assert "--no-cepd" in tables[2] and "| τ | 3.10 |" in tables[2]
+    assert tau_section([]).startswith("not measured")
