@@ -122,7 +122,8 @@ def tau_section(taus: list[dict]) -> str:
         sizes = list(tau["tau_by_tree_size"])
         settings = tau["tau_settings"]
         tables.append(f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
-                      f"prompts, {settings['max_new_tokens']} new tokens each (real engine, `EaModel`"
+                      f"prompts, up to {settings['max_new_tokens']} new tokens each (stopping at the answer's end; "
+                      "real engine, `EaModel`"
                       + (", drafting without the contrastive last level, `--no-cepd`" if without_level else "")
                       + "):\n\n| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
                       + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |" + position_rows(tau, sizes))

@@ -317,3 +317,6 @@ def test_card_shows_one_tau_table_per_answer_length_shortest_first():
     assert "1024 new tokens" in tables[1] and "| τ | 3.20 |" in tables[1] and "--no-cepd" not in tables[1]
     assert "--no-cepd" in tables[2] and "| τ | 3.10 |" in tables[2]
     assert tau_section([]).startswith("not measured")
+    from jakiro.model.budget import parse_card_tau
+
+    assert parse_card_tau(text) == {16: 2.25}  # the auto tree reads the first table: the short answers' curve
