@@ -54,8 +54,14 @@ class ShardDataset(Dataset):
         return sample
 
 
-def split_entries(folder: str | Path, holdout_fraction: float) -> tuple[list, list, dict]:
-    """All conversations of a data folder split into train and held-out parts (the last fraction of them)."""
+def split_entries(folder: str | Path, holdout_fraction: float,
+                  holdout_from: str | Path | None = None) -> tuple[list, list, dict]:
+    """All conversations of a data folder split into train and held-out parts (the last fraction of them).
+
+    ``holdout_from``: hold out that folder's held-out split instead (the same fraction of it) and train on every
+    conversation of ``folder`` but those, so the held-out conversations stay the same while the data grows
+    (``folder`` a larger view of the same generated data, `jakiro.ge_data.subset`; conversations are matched by
+    shard file and offsets)."""
     manifest = read_manifest(folder)
     if not manifest.get("complete", True):
         print(f"warning: {folder} is still being generated; training on the {len(manifest.get('shards', []))} "
@@ -66,8 +72,37 @@ def split_entries(folder: str | Path, holdout_fraction: float) -> tuple[list, li
         entries += [(shard.path, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 3]
     if len(entries) < 2:
         raise ConfigError(f"{folder} holds {len(entries)} usable conversation(s): generate more data")
+    if holdout_from is not None:
+        return fixed_holdout_split(folder, entries, manifest, holdout_from, holdout_fraction)
     holdout = max(1, int(round(len(entries) * holdout_fraction)))
     return entries[:-holdout], entries[-holdout:], manifest
+
+
+def fixed_holdout_split(folder: str | Path, entries: list, manifest: dict, holdout_from: str | Path,
+                        holdout_fraction: float) -> tuple[list, list, dict]:
+    """``entries`` minus the held-out split of ``holdout_from``, and that split (see `split_entries`)."""
+    other = read_manifest(holdout_from)
+    if other.get("base_fingerprint") != manifest.get("base_fingerprint"):
+        raise ConfigError(f"--holdout-from {holdout_from} holds data of base model {other.get('base_model')!r}, "
+                          f"{folder} of {manifest.get('base_model')!r}: hold out conversations of the same base model")
+    _, holdout, _ = split_entries(holdout_from, holdout_fraction)
+    held = {conversation_key(entry) for entry in holdout}
+    train = [entry for entry in entries if conversation_key(entry) not in held]
+    if len(entries) - len(train) != len(held):
+        raise ConfigError(f"{folder} holds {len(entries) - len(train)} of the {len(held)} conversations held out in "
+                          f"{holdout_from}: --holdout-from needs a data folder that contains the other one's shards "
+                          "(a larger `python -m jakiro.ge_data.subset` view of the same data)")
+    if not train:
+        raise ConfigError(f"{folder} holds no conversation outside the held-out split of {holdout_from}: "
+                          "pass a larger data folder")
+    return train, holdout, manifest
+
+
+def conversation_key(entry: tuple) -> tuple:
+    """Which stored conversation an entry is, whatever folder or link it was reached through."""
+    path, start, end = entry
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino, start, end
 
 
 def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -40,9 +40,13 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-only", action="store_true",
                         help="train nothing: write the held-out metrics of the --init-head head on this data's "
                              "held-out split to OUT/holdout_eval.json (compare heads on the same conversations)")
+    parser.add_argument("--holdout-from", default=None, metavar="DATA",
+                        help="hold out this data folder's held-out split instead of --data's own and train on all "
+                             "the rest of --data: the held-out conversations stay fixed while the data grows "
+                             "(--data a larger jakiro.ge_data.subset view of the same data)")
 
 
 def training_job(args: argparse.Namespace, tau: TauSettings | None = None) -> TrainingJob:
     """The job of a parsed command line (``--data``, ``--base-model-path``, ``--out``, ``--resume`` and the job flags)."""
     return TrainingJob(args.data, args.base_model_path, Path(args.out), args.resume, args.dtype, args.max_steps, tau,
-                       args.init_head, args.eval_only)
+                       args.init_head, args.eval_only, args.holdout_from)

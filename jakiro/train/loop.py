@@ -87,6 +87,7 @@ class TrainingJob:
     tau: TauSettings | None = None
     init_head: str | None = None    # warm start: a trained head's folder or alias (`warm_start`)
     eval_only: bool = False         # only the held-out metrics of ``init_head`` (`evaluate_only`)
+    holdout_from: str | None = None  # hold out another data folder's held-out split (`split_entries`)
 
 
 def same_settings(previous: dict, current: dict) -> bool:
@@ -181,7 +182,7 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
 
-    train_entries, holdout_entries, manifest = split_entries(job.data, cfg.holdout_fraction)
+    train_entries, holdout_entries, manifest = split_entries(job.data, cfg.holdout_fraction, job.holdout_from)
     recipe.check_data(manifest, job.data)
     base, _ = load_base_model(job.base_model_path, torch_dtype="float32", device_map=None)
     check_data_matches_base(manifest, base.config, job.data)
@@ -252,6 +253,7 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
                   "train_tokens": seen, "train_loss_tokens": loss_tokens,
                   "train_tokens_per_second": seen / max(train_seconds, 1e-9), **recipe.record(),
                   **({"init_head": job.init_head} if job.init_head else {}),
+                  **({"holdout_from": job.holdout_from} if job.holdout_from else {}),
                   "lr": scheduler.get_last_lr()[0]}
         record.update({f"holdout_{k}": v for k, v in recipe.evaluate(raw, holdout, accelerator.device).items()})
         record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
@@ -282,7 +284,8 @@ def evaluate_only(recipe: TrainingRecipe, model: nn.Module, job: TrainingJob, ho
     trained elsewhere (a shipped one, an earlier stage) compare on the same conversations. Writes
     ``out/holdout_eval.json``."""
     holdout = held_out_samples(recipe, holdout_entries)
-    record = {"eval_only": True, "head": str(job.init_head), "data": str(job.data)}
+    record = {"eval_only": True, "head": str(job.init_head), "data": str(job.data),
+              **({"holdout_from": job.holdout_from} if job.holdout_from else {})}
     record.update({f"holdout_{k}": v for k, v in recipe.evaluate(model.to(device), holdout, device).items()})
     record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
     job.out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +302,8 @@ def measure_tau(recipe: TrainingRecipe, job: TrainingJob, head_dir: Path, device
         return
     from .measure_tau import measure_run
 
-    measure_run(head_dir, job.data, job.base_model_path, job.out, recipe.run.train.holdout_fraction, job.tau.prompts,
+    measure_run(head_dir, job.holdout_from or job.data, job.base_model_path, job.out, recipe.run.train.holdout_fraction,
+                job.tau.prompts,
                 job.tau.max_new_tokens, job.tau.tree_sizes, device=device)
 
 

@@ -68,3 +68,28 @@ def test_subset_refuses_a_gap_left_by_parallel_workers(data, tmp_path):
     make_subset(data, 1, tmp_path / "first1")  # before the gap: fine
     with pytest.raises(ConfigError, match="lacks shard_00001"):
         make_subset(data, 2, tmp_path / "first2")
+
+
+def test_holdout_from_a_smaller_view_stays_fixed_as_the_data_grows(data, tmp_path):
+    source = read_manifest(data)
+    assert len(source["shards"]) >= 3
+    smaller = tmp_path / "first2"
+    make_subset(data, 2, smaller)
+    _, fixed, _ = split_entries(smaller, 0.25)
+    train, holdout, _ = split_entries(data, 0.25, holdout_from=smaller)
+    key = lambda entry: (entry[0].resolve(), entry[1], entry[2])  # noqa: E731
+    assert [key(e) for e in holdout] == [key(e) for e in fixed]  # the smaller view's held-out conversations
+    assert not {key(e) for e in train} & {key(e) for e in holdout}  # never trained on
+    own_train, own_holdout, _ = split_entries(data, 0.25)
+    assert len(train) + len(holdout) == len(own_train) + len(own_holdout)  # everything else trains
+    assert {key(e) for e in own_holdout} - {key(e) for e in holdout}  # the folder's own split would differ
+
+
+def test_holdout_from_refuses_data_that_lacks_those_conversations(data, data_file, tiny_base_dir, tmp_path):
+    other = tmp_path / "other"  # the same conversations regenerated into other files: not a view of ``data``
+    generate(["--data-path", str(data_file), "--base-model-path", str(tiny_base_dir), "--outdir", str(other),
+              "--shard-size", "2"])
+    with pytest.raises(ConfigError, match="--holdout-from needs a data folder that contains"):
+        split_entries(data, 0.25, holdout_from=other)
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        split_entries(data, 0.25, holdout_from=tmp_path / "missing")

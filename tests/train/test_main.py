@@ -320,3 +320,19 @@ def test_card_shows_one_tau_table_per_answer_length_shortest_first():
     from jakiro.model.budget import parse_card_tau
 
     assert parse_card_tau(text) == {16: 2.25}  # the auto tree reads the first table: the short answers' curve
+
+
+def test_holdout_from_trains_on_the_rest_and_records_it(tiny_data, tiny_base_dir, tmp_path):
+    from jakiro.ge_data.storage import read_manifest
+    from jakiro.ge_data.subset import make_subset
+
+    shards = len(read_manifest(tiny_data)["shards"])
+    assert shards >= 2
+    smaller = tmp_path / "smaller"
+    make_subset(tiny_data, shards - 1, smaller)
+    out = tmp_path / "fixed"
+    train(tiny_data, tiny_base_dir, out, "--epochs", "1", "--holdout-from", str(smaller))
+    assert epoch_records(out)[-1]["holdout_from"] == str(smaller)  # which conversations the metrics are on
+    with pytest.raises(SystemExit):
+        train(tiny_data, tiny_base_dir, tmp_path / "never", "--holdout-from", str(tmp_path / "missing"))
+    assert not (tmp_path / "never" / "run_config.json").exists()
