@@ -81,11 +81,10 @@ def split_entries(folder: str | Path, holdout_fraction: float,
 def fixed_holdout_split(folder: str | Path, entries: list, manifest: dict, holdout_from: str | Path,
                         holdout_fraction: float) -> tuple[list, list, dict]:
     """``entries`` minus the held-out split of ``holdout_from``, and that split (see `split_entries`)."""
-    other = read_manifest(holdout_from)
+    _, holdout, other = split_entries(holdout_from, holdout_fraction)
     if other.get("base_fingerprint") != manifest.get("base_fingerprint"):
         raise ConfigError(f"--holdout-from {holdout_from} holds data of base model {other.get('base_model')!r}, "
                           f"{folder} of {manifest.get('base_model')!r}: hold out conversations of the same base model")
-    _, holdout, _ = split_entries(holdout_from, holdout_fraction)
     held = {conversation_key(entry) for entry in holdout}
     train = [entry for entry in entries if conversation_key(entry) not in held]
     if len(entries) - len(train) != len(held):

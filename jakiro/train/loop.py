@@ -303,8 +303,7 @@ def measure_tau(recipe: TrainingRecipe, job: TrainingJob, head_dir: Path, device
     from .measure_tau import measure_run
 
     measure_run(head_dir, job.holdout_from or job.data, job.base_model_path, job.out, recipe.run.train.holdout_fraction,
-                job.tau.prompts,
-                job.tau.max_new_tokens, job.tau.tree_sizes, device=device)
+                job.tau.prompts, job.tau.max_new_tokens, job.tau.tree_sizes, device=device)
 
 
 def export_head(accelerator, model, out: Path, noun: str = "head") -> Path:

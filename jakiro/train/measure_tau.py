@@ -64,8 +64,8 @@ def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tens
 
     device = base.get_output_embeddings().weight.device
     result, outputs = {}, []
+    options = {} if cepd is None else {"cepd": cepd}
     for size in tree_sizes:
-        options = {} if cepd is None else {"cepd": cepd}
         ea = EaModel.from_base_and_head(base, tokenizer, head, total_token=size, depth=depth, top_k=top_k, **options)
         lengths, new_tokens, answers, by_position = [], 0, [], {}
         for prompt in prompts:
