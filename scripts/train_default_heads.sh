@@ -6,11 +6,12 @@
 # hidden states are saved with it). Every step resumes when rerun.
 # Usage: scripts/train_default_heads.sh WORKDIR [MAX_SAMPLES] [EPOCHS]
 #   ROLLOUT=K trains the Jakiro and EAGLE-2 heads with K-step training-time rollout (1 = the papers' recipe).
-#   FINETUNE="SAMPLES:EPOCHS:LR[:K[:W[:C]]] ..." adds fine-tuning stages for the Jakiro and EAGLE-2 heads, in order:
-#   each trains on the first SAMPLES prompts' data for EPOCHS more epochs at LR (with K-step rollout, default
-#   ROLLOUT; --answer-start-weight W, default 1; and, for the Jakiro head, --contrastive-weight C, default 0.5),
-#   starting from the previous stage's head (--init-head, fresh optimiser), into WORKDIR/jakiro_ftN and
-#   WORKDIR/eagle2_ftN (N = 1, 2, ...).
+#   FINETUNE="SAMPLES:EPOCHS:LR[:K[:W[:C[:H]]]] ..." adds fine-tuning stages for the Jakiro and EAGLE-2 heads, in
+#   order: each trains on the first SAMPLES prompts' data for EPOCHS more epochs at LR (with K-step rollout, default
+#   ROLLOUT; --answer-start-weight W, default 1; for the Jakiro head, --contrastive-weight C, default 0.5; and with H,
+#   --holdout-from the first H prompts' view, so a stage on grown data keeps the earlier stages' held-out
+#   conversations out of training), starting from the previous stage's head (--init-head, fresh optimiser), into
+#   WORKDIR/jakiro_ftN and WORKDIR/eagle2_ftN (N = 1, 2, ...). An empty field keeps its default ("8832:1:3e-4:2:3::7008").
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:
@@ -68,9 +69,11 @@ for head in jakiro eagle2; do
 done
 stage=0
 for spec in ${FINETUNE:-}; do
-  IFS=: read -r samples epochs lr stage_rollout start_weight contrastive_weight <<< "$spec"
+  IFS=: read -r samples epochs lr stage_rollout start_weight contrastive_weight holdout_samples <<< "$spec"
   stage=$((stage + 1))
   stage_data=$(subset_of "$samples")
+  holdout_flags=()
+  [ -n "${holdout_samples:-}" ] && holdout_flags=(--holdout-from "$(subset_of "$holdout_samples")")
   for head in jakiro eagle2; do
     previous="$WORK/$head"
     head_flags=()
@@ -78,7 +81,7 @@ for spec in ${FINETUNE:-}; do
     [ "$stage" -gt 1 ] && previous="$WORK/${head}_ft$((stage - 1))"
     ROLLOUT=${stage_rollout:-$ROLLOUT} train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" \
         --epochs "$epochs" --lr "$lr" --init-head "$previous/head" --answer-start-weight "${start_weight:-1}" \
-        "${head_flags[@]}"
+        "${head_flags[@]}" "${holdout_flags[@]}"
   done
 done
 resume=()

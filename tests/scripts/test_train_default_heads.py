@@ -1,0 +1,47 @@
+"""scripts/train_default_heads.sh turns its FINETUNE stages into the right training commands.
+
+The script is run with a stand-in Python that only records its arguments, so the test checks the command lines
+the shipped heads' recipe produces without training anything.
+"""
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_script(tmp_path: Path, finetune: str) -> list[list[str]]:
+    log = tmp_path / "calls.log"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n')
+    fake_python.chmod(fake_python.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PYTHON=str(fake_python), FINETUNE=finetune)
+    subprocess.run(["bash", str(ROOT / "scripts/train_default_heads.sh"), str(tmp_path / "work"), "96", "1"],
+                   check=True, env=env, cwd=ROOT, capture_output=True)
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def _option(call: list[str], name: str) -> str | None:
+    return call[call.index(name) + 1] if name in call else None
+
+
+def test_finetune_stages_pass_data_rollout_weights_and_holdout(tmp_path):
+    calls = _run_script(tmp_path, "192:1:4e-4:2:3 384:1:3e-4:2:3:0.2:192")
+    work = str(tmp_path / "work")
+    generation = next(call for call in calls if "jakiro.ge_data.allocation" in call)
+    assert _option(generation, "--max-samples") == "384"  # one generation run covers the largest stage
+    core = [call for call in calls if "jakiro.train.main" in call]
+    assert [_option(call, "--out") for call in core] == [
+        f"{work}/jakiro", f"{work}/eagle2", f"{work}/jakiro_ft1", f"{work}/eagle2_ft1",
+        f"{work}/jakiro_ft2", f"{work}/eagle2_ft2"]
+    jakiro_ft1, eagle2_ft1, jakiro_ft2, eagle2_ft2 = core[2:]
+    for call in (jakiro_ft1, eagle2_ft1):
+        assert _option(call, "--data") == f"{work}/data_192" and _option(call, "--holdout-from") is None
+        assert _option(call, "--rollout-steps") == "2" and _option(call, "--answer-start-weight") == "3"
+    for call in (jakiro_ft2, eagle2_ft2):
+        assert _option(call, "--data") == f"{work}/data_384"
+        assert _option(call, "--holdout-from") == f"{work}/data_192"
+    assert _option(jakiro_ft2, "--contrastive-weight") == "0.2" and _option(eagle2_ft2, "--contrastive-weight") is None
+    assert _option(jakiro_ft2, "--init-head") == f"{work}/jakiro_ft1/head"
+    assert _option(eagle2_ft2, "--init-head") == f"{work}/eagle2_ft1/head" and "--no-contrastive" in eagle2_ft2
