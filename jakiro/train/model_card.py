@@ -36,6 +36,16 @@ def data_line(manifest: dict) -> str:
             f"{manifest['max_length']}, chat template:\n  {template}, regenerated answers: {manifest['regenerate']}.")
 
 
+def holdout_line(records: list[dict]) -> str:
+    """The card's ``- Held-out:`` bullet when the run held out another data view's split (``--holdout-from``), so a
+    reader knows the held-out numbers are on the same conversations as the stages before it; empty otherwise."""
+    source = records[-1].get("holdout_from")
+    if not source:
+        return ""
+    return (f"- Held-out: the held-out split of the data view `{Path(source).name}` (`--holdout-from`), the same "
+            "conversations earlier stages were measured on; training used every other conversation.\n")
+
+
 def epochs_line(records: list[dict], device: str) -> str:
     """The card's ``- Epochs:`` bullet: epochs, summed wall time, device and versions."""
     hours = sum(r["epoch_seconds"] for r in records) / 3600
@@ -86,7 +96,7 @@ tokens). Load it with `EaModel.from_pretrained("{config['base_model']}", "{head.
 - Settings: {json.dumps(run_config['train'], sort_keys=True)}
 - Training-time rollout: {rollout} step(s){" (the papers' recipe)" if rollout == 1 else
   f", loss weight {run_config['train'].get('rollout_decay', 0.8)}^(j-1) at step j"}.
-{start_weight_line(run_config['train'])}- Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
+{start_weight_line(run_config['train'])}{holdout_line(records)}- Initialisation: {f"the trained head `{records[0]['init_head']}` (fine-tuned here; `--init-head`)"
   if records[0].get('init_head') else "fresh"}.
 {epochs_line(records, device)}
 

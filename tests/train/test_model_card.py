@@ -54,3 +54,14 @@ def test_answer_start_weighting_is_stated_only_when_used(tmp_path):
         "lr": 0.001, "answer_start_weight": 3.0, "answer_start_tokens": 64}}))
     card = card_text(run / "head", run, data, None, "CPU (test)")
     assert "- Answer-start weighting: an answer's token i weighs 1 + 2 · max(0, 1 − i/64)" in card
+
+
+def test_fixed_holdout_is_stated_only_when_used(tmp_path):
+    run, data = fake_run(tmp_path)
+    assert "- Held-out:" not in card_text(run / "head", run, data, None, "CPU (test)")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records[-1]["holdout_from"] = "/cache/data/sd73"
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    card = card_text(run / "head", run, data, None, "CPU (test)")
+    assert "- Held-out: the held-out split of the data view `sd73` (`--holdout-from`)" in card
+    assert "/cache/data" not in card  # the view's name, not a path on the training machine
