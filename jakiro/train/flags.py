@@ -21,12 +21,19 @@ def add_optimisation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len", type=int, default=None)
     parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--eval-sequences", type=int, default=None, metavar="N",
+                        help="held-out conversations the held-out metrics read (default 32; with --eval-only, a large "
+                             "N measures the whole held-out split)")
+    parser.add_argument("--eval-starts", type=int, default=None, metavar="N",
+                        help="chain-accuracy start positions per held-out conversation (default 16; 0: every answer "
+                             "position)")
 
 
 def optimisation_overrides(args: argparse.Namespace) -> dict:
     """The optimisation flags as `load_run_config` overrides (None: not given)."""
     return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-            "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed}
+            "max_len": args.max_len, "warmup_steps": args.warmup_steps, "seed": args.seed,
+            "eval_sequences": args.eval_sequences, "eval_starts": args.eval_starts}
 
 
 def add_job_flags(parser: argparse.ArgumentParser) -> None:

@@ -285,7 +285,8 @@ def evaluate_only(recipe: TrainingRecipe, model: nn.Module, job: TrainingJob, ho
     ``out/holdout_eval.json``."""
     holdout = held_out_samples(recipe, holdout_entries)
     record = {"eval_only": True, "head": str(job.init_head), "data": str(job.data),
-              **({"holdout_from": job.holdout_from} if job.holdout_from else {})}
+              **({"holdout_from": job.holdout_from} if job.holdout_from else {}),
+              "holdout_conversations": len(holdout), "eval_starts": recipe.run.train.eval_starts}
     record.update({f"holdout_{k}": v for k, v in recipe.evaluate(model.to(device), holdout, device).items()})
     record["holdout_answers"] = "base model's own" if manifest.get("regenerate") else "from the data set"
     job.out.mkdir(parents=True, exist_ok=True)

@@ -262,6 +262,24 @@ def test_eval_only_reproduces_the_held_out_metrics_of_training(tiny_data, tiny_b
     assert exit_info.value.code == 2 and "--init-head" in capsys.readouterr().err
 
 
+def test_eval_only_can_read_more_of_the_held_out_split(tiny_data, tiny_base_dir, tmp_path):
+    """--eval-sequences / --eval-starts widen the held-out measurement (every answer position of every held-out
+    conversation), so a head's chain accuracy can be measured with less sampling noise than training's default."""
+    run = tmp_path / "run"
+    train(tiny_data, tiny_base_dir, run)
+    common = ["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--max-len", "64", "--eval-only",
+              "--init-head", str(run / "head")]
+    train_main.main([*common, "--out", str(tmp_path / "few"), "--eval-sequences", "1", "--eval-starts", "2"])
+    train_main.main([*common, "--out", str(tmp_path / "all"), "--eval-sequences", "1000", "--eval-starts", "0"])
+    few = json.loads((tmp_path / "few" / "holdout_eval.json").read_text())
+    every = json.loads((tmp_path / "all" / "holdout_eval.json").read_text())
+    assert few["holdout_conversations"] == 1 and few["eval_starts"] == 2 and every["eval_starts"] == 0
+    assert few["holdout_rollouts"] == 2 and every["holdout_rollouts"] > epoch_records(run)[-1]["holdout_rollouts"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main.main([*common, "--out", str(tmp_path / "bad"), "--eval-sequences", "0"])
+    assert exit_info.value.code == 2
+
+
 def test_rounds_are_grouped_by_where_they_start_in_the_answer():
     from jakiro.train.measure_tau import rounds_by_answer_position
 
