@@ -1,16 +1,20 @@
 """Generate draft-head training data: `python -m jakiro.ge_data.allocation --help`.
 
 Splits the conversations into shards, hands shards to one worker per GPU (``--gpus 0,1``) or to
-``--num-workers`` CPU processes, and writes a manifest when all shards are done. Rerunning the
-same command resumes: finished shards are skipped. Data made with another base model is refused.
+``--num-workers`` CPU processes, and keeps the manifest listing every finished shard (rewritten as
+shards land, marked complete when all are done). Rerunning the same command resumes: finished shards
+are skipped; stopping it (Ctrl-C, SIGTERM) stops its workers and keeps what they finished. Data made with another base model is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -178,6 +182,44 @@ def write_manifest(plan: dict, outdir: Path, complete: bool = True) -> dict:
     return manifest
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def wait_for_workers(processes: list[subprocess.Popen], outdir: Path, on_shard: Callable[[], object],
+                     poll_seconds: float = 5.0) -> None:
+    """Wait for the worker processes, calling ``on_shard`` whenever the number of finished shards changes.
+
+    Workers only write whole shards, so rewriting the manifest as they land keeps it true at every moment: a
+    run stopped half-way leaves a manifest that lists what is already usable (``jakiro.ge_data.subset`` reads
+    it). Ctrl-C or SIGTERM stops the workers too, rather than leaving them running orphaned.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main_thread = True
+    try:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: leave signal handling to the caller
+        in_main_thread = False
+    seen = len(list(outdir.glob("shard_*.safetensors")))
+    try:
+        while any(p.poll() is None for p in processes):
+            time.sleep(poll_seconds)
+            count = len(list(outdir.glob("shard_*.safetensors")))
+            if count != seen:
+                seen = count
+                on_shard()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            process.wait()
+        if len(list(outdir.glob("shard_*.safetensors"))) != seen:
+            on_shard()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> dict:
     outdir = Path(args.outdir)
     if (outdir / MANIFEST).is_file():
@@ -213,7 +255,8 @@ def run(args: argparse.Namespace) -> dict:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[index]
                 command += ["--device", "cuda"]
             processes.append(subprocess.Popen(command, env=env))
-        failed = [p.args for p in processes if p.wait() != 0]
+        wait_for_workers(processes, outdir, lambda: write_manifest(plan, outdir, complete=False))
+        failed = [p.args for p in processes if p.returncode != 0]
         if failed:
             raise ConfigError(f"{len(failed)} worker(s) failed (see their output above); rerun the same command to resume")
     manifest = write_manifest(plan, outdir)
