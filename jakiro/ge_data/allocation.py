@@ -27,7 +27,7 @@ from ..model.configs import base_fingerprint
 from ..templates import TEMPLATES
 from ..version import __version__
 from .conversations import describe_skipped, read_conversations
-from .storage import MANIFEST, list_shards, read_manifest
+from .storage import MANIFEST, list_shards, parse_shard_ranges, read_manifest, shard_name
 from .worker import run_worker
 
 PLAN = "plan.json"
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=int, default=64, help="conversations per shard (the unit of resume)")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU ids, one worker each (e.g. 0,1,2,3)")
     parser.add_argument("--num-workers", type=int, default=1, help="CPU worker processes (without --gpus)")
+    parser.add_argument("--only-shards", default=None, metavar="RANGES",
+                        help="process only these shards of the plan, e.g. '0-3,7' (a fresh machine recomputes the "
+                             "features of the part it trains on first; rerun without it for the rest)")
     parser.add_argument("--dtype", default=None, help="model dtype (default fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--seed", type=int, default=42, help="shuffle seed for choosing conversations")
     parser.add_argument("--skip-invalid", action="store_true",
@@ -237,11 +240,14 @@ def run(args: argparse.Namespace) -> dict:
     check_resume(plan, outdir)
     warn_other_base_name(outdir, plan)
     write_json_atomic(outdir / PLAN, plan, sort_keys=True)
+    only = parse_shard_ranges(args.only_shards) if args.only_shards else None
+    if only and only[-1] >= plan["num_shards"]:
+        raise ConfigError(f"--only-shards {args.only_shards}: the plan has shards 0-{plan['num_shards'] - 1} only")
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     workers = len(gpus) or max(1, args.num_workers)
     if workers == 1:
         run_worker(plan, 0, 1, device=f"cuda:{gpus[0]}" if gpus else None,
-                   on_shard=lambda: write_manifest(plan, outdir, complete=False))
+                   on_shard=lambda: write_manifest(plan, outdir, complete=False), only_shards=only)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         plan["threads_per_worker"] = None if gpus else threads
@@ -251,6 +257,8 @@ def run(args: argparse.Namespace) -> dict:
             env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
             command = [sys.executable, "-m", "jakiro.ge_data.worker", "--plan", str(outdir / PLAN),
                        "--worker", str(index), "--num-workers", str(workers)]
+            if only:
+                command += ["--only-shards", args.only_shards]
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[index]
                 command += ["--device", "cuda"]
@@ -259,10 +267,11 @@ def run(args: argparse.Namespace) -> dict:
         failed = [p.args for p in processes if p.returncode != 0]
         if failed:
             raise ConfigError(f"{len(failed)} worker(s) failed (see their output above); rerun the same command to resume")
-    manifest = write_manifest(plan, outdir)
+    everything = only is None or all((outdir / shard_name(i)).exists() for i in range(plan["num_shards"]))
+    manifest = write_manifest(plan, outdir, complete=everything)
     print(f"wrote {manifest['conversations']} conversations, {manifest['tokens']} tokens, "
           f"{len(manifest['shards'])} shards to {outdir}")
-    summary = skip_summary(plan, manifest, outdir)
+    summary = skip_summary(plan, manifest, outdir) if everything else None
     if summary:
         print(summary)
     return manifest

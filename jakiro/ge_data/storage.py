@@ -29,6 +29,21 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.safetensors"
 
 
+def parse_shard_ranges(text: str, option: str = "--only-shards") -> list[int]:
+    """Shard indices from ``"0-3,7,10-12"`` (inclusive ranges), sorted and without repeats."""
+    indices: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: expected shard indices and ranges like '0-3,7,10-12'") from None
+        if low < 0 or high < low:
+            raise ConfigError(f"{option} {text!r}: {part!r} is not a range of shard indices (low-high, low <= high)")
+        indices.update(range(low, high + 1))
+    return sorted(indices)
+
+
 def write_shard(path: Path, samples: list[dict[str, torch.Tensor]], metadata: dict[str, str]) -> int:
     """Write samples (each with input_ids, loss_mask, hidden_state[, hidden_state_layerN]); return tokens."""
     lengths = [len(s["input_ids"]) for s in samples]

@@ -7,6 +7,9 @@ manifest of its own: the same conversations, in the same order, so its held-out 
 conversations) is fixed by N. No data is copied.
 
     python -m jakiro.ge_data.subset --data ~/.cache/jakiro/data/smollm2-selfdistill --shards 40 --out sd40
+
+``--shard-ranges 94-173`` views chosen shards instead (in index order): a stage that trains on the data added
+since the last one, or the part whose features a fresh machine has recomputed so far.
 """
 
 from __future__ import annotations
@@ -18,34 +21,40 @@ from pathlib import Path
 from ..commands import exit_on_error
 from ..errors import ConfigError
 from ..files import write_json_atomic
-from .storage import MANIFEST, TEXT_DIR, list_shards, read_manifest, shard_name
+from .storage import MANIFEST, TEXT_DIR, list_shards, parse_shard_ranges, read_manifest, shard_name
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jakiro.ge_data.subset", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="source data folder (written by jakiro.ge_data.allocation)")
-    parser.add_argument("--shards", type=int, required=True, help="how many of its first shards to take")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shards", type=int, help="how many of its first shards to take")
+    which.add_argument("--shard-ranges", metavar="RANGES", help="which shards to take, e.g. '94-173' or '0-3,7'")
     parser.add_argument("--out", required=True, help="new folder (links + manifest.json); rerunning with the same "
                                                      "source and count is a no-op")
     return parser
 
 
-def make_subset(source: str | Path, shards: int, out: str | Path) -> dict:
-    """Write ``out`` as a view of the first ``shards`` shards of ``source``; returns its manifest."""
+def make_subset(source: str | Path, shards: int | list[int], out: str | Path) -> dict:
+    """Write ``out`` as a view of the first ``shards`` shards of ``source`` (or of the shards with these
+    indices, given a list); returns its manifest."""
     source, out = Path(source).resolve(), Path(out)
     manifest = read_manifest(source)
     names = list(manifest.get("shards", []))
-    if shards < 1:
-        raise ConfigError(f"--shards must be at least 1, got {shards}")
-    if shards > len(names):
-        raise ConfigError(f"{source} has {len(names)} finished shard(s), fewer than --shards {shards}: "
-                          f"generate more data or take fewer")
-    chosen = names[:shards]
-    expected = [shard_name(index) for index in range(shards)]
-    if chosen != expected:  # several workers leave gaps until every earlier shard is done
-        missing = next(name for name in expected if name not in names)
-        raise ConfigError(f"{source} lacks {missing} (shards are finished out of order by several workers): rerun "
-                          f"data generation on it until the first {shards} are all written, or take fewer")
+    if isinstance(shards, int):
+        if shards < 1:
+            raise ConfigError(f"--shards must be at least 1, got {shards}")
+        if shards > len(names):
+            raise ConfigError(f"{source} has {len(names)} finished shard(s), fewer than --shards {shards}: "
+                              f"generate more data or take fewer")
+        expected = [shard_name(index) for index in range(shards)]
+    else:
+        expected = [shard_name(index) for index in shards]
+    missing = [name for name in expected if name not in names]
+    if missing:  # several workers leave gaps until every earlier shard is done
+        raise ConfigError(f"{source} lacks {missing[0]} ({len(missing)} of the {len(expected)} shards asked for are "
+                          f"not finished): rerun data generation on it until they are all written, or take fewer")
+    chosen = expected
     if (out / MANIFEST).is_file():
         existing = read_manifest(out)
         if existing.get("subset_of") == str(source) and existing.get("shards") == chosen:
@@ -62,7 +71,8 @@ def make_subset(source: str | Path, shards: int, out: str | Path) -> dict:
     subset = dict(manifest)
     subset.update({"shards": chosen, "conversations": sum(len(s) for s in kept),
                    "tokens": sum(int(s.offsets[-1]) for s in kept), "complete": True,
-                   "subset_of": str(source), "subset_shards": shards})
+                   "subset_of": str(source), "subset_shards": shards if isinstance(shards, int) else len(shards),
+                   "subset_indices": [int(name[6:11]) for name in chosen]})
     write_json_atomic(out / MANIFEST, subset, sort_keys=True)
     return subset
 
@@ -82,9 +92,11 @@ def _link(target: Path, link: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    manifest = make_subset(args.data, args.shards, args.out)
-    print(f"{args.out}: {manifest['conversations']} conversations, {manifest['tokens']} tokens in the first "
-          f"{len(manifest['shards'])} shard(s) of {manifest['subset_of']}")
+    shards = parse_shard_ranges(args.shard_ranges, "--shard-ranges") if args.shard_ranges else args.shards
+    manifest = make_subset(args.data, shards, args.out)
+    which = f"the first {len(manifest['shards'])}" if args.shard_ranges is None else f"{len(manifest['shards'])} chosen"
+    print(f"{args.out}: {manifest['conversations']} conversations, {manifest['tokens']} tokens in {which} "
+          f"shard(s) of {manifest['subset_of']}")
     return manifest
 
 

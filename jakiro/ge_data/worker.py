@@ -18,7 +18,7 @@ from ..model.ea_model import stop_token_ids
 from ..templates import encode_with_mask
 from .conversations import Conversation, load_conversations
 from .regenerate import regenerate, to_sharegpt
-from .storage import TEXT_DIR, shard_name, write_shard
+from .storage import TEXT_DIR, parse_shard_ranges, shard_name, write_shard
 
 
 @torch.no_grad()
@@ -69,15 +69,18 @@ def shard_conversations(plan: dict, conversations: list[Conversation], index: in
 
 
 def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = None, progress_position: int = 0,
-               on_shard=None) -> None:
+               on_shard=None, only_shards: list[int] | None = None) -> None:
     """Process this worker's shards (round-robin), skipping those already written.
+
+    ``only_shards``: process only these shard indices (recompute the part of a large data set needed first).
 
     ``on_shard`` is called after each finished shard (the single-process run refreshes the manifest
     there, so training can start on partial data)."""
     outdir = Path(plan["outdir"])
     conversations, _ = load_conversations(plan["data_path"], skip_invalid=plan["skip_invalid"])
     conversations = [conversations[i] for i in plan["order"]]
-    todo = [i for i in range(plan["num_shards"]) if i % num_workers == worker and not (outdir / shard_name(i)).exists()]
+    wanted = [i for i in range(plan["num_shards"]) if only_shards is None or i in set(only_shards)]
+    todo = [i for n, i in enumerate(wanted) if n % num_workers == worker and not (outdir / shard_name(i)).exists()]
     if not todo:
         return
     model, tokenizer = load_base_model(plan["base_model_path"], torch_dtype=plan["dtype"], device_map=device)
@@ -139,11 +142,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", type=int, required=True)
     parser.add_argument("--num-workers", type=int, required=True)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--only-shards", default=None, help="process only these shards, e.g. '0-3,7'")
     args = parser.parse_args(argv)
     plan = json.loads(Path(args.plan).read_text())
     if plan.get("threads_per_worker"):
         torch.set_num_threads(plan["threads_per_worker"])
-    run_worker(plan, args.worker, args.num_workers, args.device, progress_position=args.worker)
+    only = parse_shard_ranges(args.only_shards) if args.only_shards else None
+    run_worker(plan, args.worker, args.num_workers, args.device, progress_position=args.worker, only_shards=only)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,25 @@ def test_skip_invalid_drops_empty_conversations(tiny_base_dir, tmp_path):
     run(path, tiny_base_dir, tmp_path / "out", "--skip-invalid")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["conversations"] == 1
+
+
+def test_only_shards_writes_just_those_and_a_rerun_fills_in_the_rest(data_file, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "data"
+    run(data_file, tiny_base_dir, out, "--only-shards", "1")
+    assert "skipped" not in capsys.readouterr().out  # no skip count for a partial run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shards"] == ["shard_00001.safetensors"] and not manifest["complete"]
+    first = (out / "shard_00001.safetensors").read_bytes()
+    run(data_file, tiny_base_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["shards"] == [f"shard_0000{i}.safetensors" for i in range(3)]
+    assert (out / "shard_00001.safetensors").read_bytes() == first  # the rerun kept it
+
+
+@pytest.mark.parametrize("ranges, message", [("x-2", "expected shard indices"), ("3-1", "not a range"),
+                                             ("0-9", "the plan has shards 0-2 only")])
+def test_only_shards_refuses_bad_ranges_in_one_line(data_file, tiny_base_dir, tmp_path, capsys, ranges, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(data_file, tiny_base_dir, tmp_path / "data", "--only-shards", ranges)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

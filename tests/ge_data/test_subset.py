@@ -93,3 +93,15 @@ def test_holdout_from_refuses_data_that_lacks_those_conversations(data, data_fil
         split_entries(data, 0.25, holdout_from=other)
     with pytest.raises(ConfigError, match="no manifest.json"):
         split_entries(data, 0.25, holdout_from=tmp_path / "missing")
+
+
+def test_shard_ranges_view_the_chosen_shards(data, tmp_path, capsys):
+    source = read_manifest(data)
+    manifest = make_subset(data, [1, 2], tmp_path / "later")
+    assert manifest["shards"] == source["shards"][1:3] and manifest["subset_indices"] == [1, 2]
+    assert manifest["conversations"] == sum(len(s) for s in list_shards(tmp_path / "later"))
+    main(["--data", str(data), "--shard-ranges", "0,2", "--out", str(tmp_path / "gap")])
+    assert "2 chosen shard(s)" in capsys.readouterr().out
+    assert read_manifest(tmp_path / "gap")["shards"] == [source["shards"][0], source["shards"][2]]
+    with pytest.raises(ConfigError, match="lacks shard_00099"):
+        make_subset(data, [0, 99], tmp_path / "missing")
