@@ -12,6 +12,8 @@
 #   --holdout-from the first H prompts' view, so a stage on grown data keeps the earlier stages' held-out
 #   conversations out of training), starting from the previous stage's head (--init-head, fresh optimiser), into
 #   WORKDIR/jakiro_ftN and WORKDIR/eagle2_ftN (N = 1, 2, ...). An empty field keeps its default ("8832:1:3e-4:2:3::7008").
+#   SAMPLES may instead be a shard range, "sFIRST-LAST" (e.g. s94-157): the stage trains on just those shards (the
+#   data added since the previous stages) and holds out their last 5%.
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:
@@ -55,11 +57,18 @@ train_core_head() {
 largest=$SAMPLES
 for spec in ${FINETUNE:-} ${KANGAROO_FINETUNE:-}; do
   samples=${spec%%:*}
+  [[ "$samples" == s* ]] && samples=$(( (${samples##*-} + 1) * SHARD_SIZE ))
   [ "$samples" -gt "$largest" ] && largest=$samples
 done
 PYTHON=$PY bash scripts/make_selfdistill_data.sh "$WORK/data_all" --max-samples "$largest"
-# subset_of SAMPLES: the folder holding the first SAMPLES prompts' shards (96 prompts per shard)
+# subset_of SAMPLES: the folder holding the first SAMPLES prompts' shards (96 prompts per shard), or the shards
+# FIRST..LAST for SAMPLES = sFIRST-LAST
 subset_of() {
+  if [[ "$1" == s* ]]; then
+    $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shard-ranges "${1#s}" --out "$WORK/data_$1" >&2
+    echo "$WORK/data_$1"
+    return
+  fi
   local shards=$(( ($1 + SHARD_SIZE - 1) / SHARD_SIZE ))
   $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shards "$shards" --out "$WORK/data_$1" >&2
   echo "$WORK/data_$1"

@@ -45,3 +45,15 @@ def test_finetune_stages_pass_data_rollout_weights_and_holdout(tmp_path):
     assert _option(jakiro_ft2, "--contrastive-weight") == "0.2" and _option(eagle2_ft2, "--contrastive-weight") is None
     assert _option(jakiro_ft2, "--init-head") == f"{work}/jakiro_ft1/head"
     assert _option(eagle2_ft2, "--init-head") == f"{work}/eagle2_ft1/head" and "--no-contrastive" in eagle2_ft2
+
+
+def test_a_stage_can_train_on_a_shard_range(tmp_path):
+    calls = _run_script(tmp_path, "192:1:4e-4 s3-5:1:3e-4:2:3:0.2")
+    work = str(tmp_path / "work")
+    generation = next(call for call in calls if "jakiro.ge_data.allocation" in call)
+    assert _option(generation, "--max-samples") == str(6 * 96)  # shards 0..5
+    view = next(call for call in calls if "jakiro.ge_data.subset" in call and "--shard-ranges" in call)
+    assert _option(view, "--shard-ranges") == "3-5" and _option(view, "--out") == f"{work}/data_s3-5"
+    jakiro_ft2, eagle2_ft2 = [call for call in calls if "jakiro.train.main" in call][4:]
+    assert _option(jakiro_ft2, "--data") == _option(eagle2_ft2, "--data") == f"{work}/data_s3-5"
+    assert _option(jakiro_ft2, "--init-head") == f"{work}/jakiro_ft1/head"
