@@ -79,7 +79,7 @@ def run_worker(plan: dict, worker: int, num_workers: int, device: str | None = N
     outdir = Path(plan["outdir"])
     conversations, _ = load_conversations(plan["data_path"], skip_invalid=plan["skip_invalid"])
     conversations = [conversations[i] for i in plan["order"]]
-    wanted = [i for i in range(plan["num_shards"]) if only_shards is None or i in set(only_shards)]
+    wanted = range(plan["num_shards"]) if only_shards is None else sorted({i for i in only_shards if i < plan["num_shards"]})
     todo = [i for n, i in enumerate(wanted) if n % num_workers == worker and not (outdir / shard_name(i)).exists()]
     if not todo:
         return
