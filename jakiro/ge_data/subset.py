@@ -47,14 +47,12 @@ def make_subset(source: str | Path, shards: int | list[int], out: str | Path) ->
         if shards > len(names):
             raise ConfigError(f"{source} has {len(names)} finished shard(s), fewer than --shards {shards}: "
                               f"generate more data or take fewer")
-        expected = [shard_name(index) for index in range(shards)]
-    else:
-        expected = [shard_name(index) for index in shards]
-    missing = [name for name in expected if name not in names]
+    indices = list(range(shards)) if isinstance(shards, int) else list(shards)
+    chosen = [shard_name(index) for index in indices]
+    missing = [name for name in chosen if name not in names]
     if missing:  # several workers leave gaps until every earlier shard is done
-        raise ConfigError(f"{source} lacks {missing[0]} ({len(missing)} of the {len(expected)} shards asked for are "
+        raise ConfigError(f"{source} lacks {missing[0]} ({len(missing)} of the {len(chosen)} shards asked for are "
                           f"not finished): rerun data generation on it until they are all written, or take fewer")
-    chosen = expected
     if (out / MANIFEST).is_file():
         existing = read_manifest(out)
         if existing.get("subset_of") == str(source) and existing.get("shards") == chosen:
@@ -71,8 +69,8 @@ def make_subset(source: str | Path, shards: int | list[int], out: str | Path) ->
     subset = dict(manifest)
     subset.update({"shards": chosen, "conversations": sum(len(s) for s in kept),
                    "tokens": sum(int(s.offsets[-1]) for s in kept), "complete": True,
-                   "subset_of": str(source), "subset_shards": shards if isinstance(shards, int) else len(shards),
-                   "subset_indices": [int(name[6:11]) for name in chosen]})
+                   "subset_of": str(source), "subset_shards": len(indices),
+                   "subset_indices": indices})
     write_json_atomic(out / MANIFEST, subset, sort_keys=True)
     return subset
 
