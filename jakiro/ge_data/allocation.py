@@ -110,9 +110,22 @@ def check_resume(plan: dict, outdir: Path) -> None:
         raise ConfigError(f"{outdir} holds data made with base model {old.get('base_model')!r}: use another --outdir")
     for key in ("data_sha256", "chat_template", "max_length", "save_layers", "regenerate", "shard_size", "seed",
                 "num_conversations", "max_new_tokens", "temperature", "max_turns"):
-        if old.get(key) != plan[key]:
+        if old.get(key) != plan[key] and not (key == "num_conversations" and grows_plan(old, plan)):
             raise ConfigError(f"{outdir} was started with {key}={old.get(key)!r}, now {plan[key]!r}: "
                               "rerun with the same settings to resume, or use another --outdir")
+    if old.get("num_conversations") != plan["num_conversations"]:
+        print(f"growing {outdir.name}: {old['num_conversations']} -> {plan['num_conversations']} conversations "
+              f"({old['num_shards']} -> {plan['num_shards']} shards); the shards already made stay as they are")
+
+
+def grows_plan(old: dict, plan: dict) -> bool:
+    """A larger --max-samples extends a plan without changing a shard already made.
+
+    The order is one seeded permutation cut at --max-samples, so the old order is a prefix of the new; the old
+    plan's shards keep their conversations only when its last shard was full."""
+    count = old.get("num_conversations") or 0
+    return (plan["num_conversations"] > count and count % plan["shard_size"] == 0
+            and plan["order"][:count] == old.get("order"))
 
 
 def warn_other_base_name(outdir: Path, plan: dict) -> None:

@@ -75,13 +75,31 @@ def test_refuses_data_of_another_base(data_file, tiny_base_dir, other_base_dir, 
     assert "made with base model" in capsys.readouterr().err
 
 
-def test_refuses_changed_settings_on_resume(data_file, tiny_base_dir, tmp_path, capsys):
+@pytest.mark.parametrize("first, second, setting", [
+    (["--max-samples", "4"], ["--max-samples", "2"], "num_conversations"),  # shrinking would orphan shards
+    (["--max-samples", "3"], ["--max-samples", "4"], "num_conversations"),  # the old last shard was not full
+    (["--max-samples", "2"], ["--max-samples", "2", "--max-length", "64"], "max_length"),
+])
+def test_refuses_changed_settings_on_resume(data_file, tiny_base_dir, tmp_path, capsys, first, second, setting):
     out = tmp_path / "settings"
-    run(data_file, tiny_base_dir, out, "--max-samples", "2")
+    run(data_file, tiny_base_dir, out, *first)
     os.remove(out / "manifest.json")
     with pytest.raises(SystemExit):
-        run(data_file, tiny_base_dir, out, "--max-samples", "4")
-    assert "rerun with the same settings" in capsys.readouterr().err
+        run(data_file, tiny_base_dir, out, *second)
+    err = capsys.readouterr().err
+    assert "rerun with the same settings" in err and f"{setting}=" in err
+
+
+def test_a_larger_max_samples_grows_the_plan_and_keeps_finished_shards(data_file, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "grow"
+    run(data_file, tiny_base_dir, out, "--max-samples", "2")
+    first = out / "shard_00000.safetensors"
+    stamp = first.stat().st_mtime_ns
+    run(data_file, tiny_base_dir, out, "--max-samples", "4")
+    assert "growing grow: 2 -> 4 conversations (1 -> 2 shards)" in capsys.readouterr().out
+    assert first.stat().st_mtime_ns == stamp, "a finished shard is not redone"
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["num_shards"] == 2 and (out / "shard_00001.safetensors").is_file()
 
 
 @pytest.mark.parametrize("content, message", [
