@@ -13,7 +13,8 @@
 #   conversations out of training), starting from the previous stage's head (--init-head, fresh optimiser), into
 #   WORKDIR/jakiro_ftN and WORKDIR/eagle2_ftN (N = 1, 2, ...). An empty field keeps its default ("8832:1:3e-4:2:3::7008").
 #   SAMPLES may instead be a shard range, "sFIRST-LAST" (e.g. s94-157): the stage trains on just those shards (the
-#   data added since the previous stages) and holds out their last 5%.
+#   data added since the previous stages) and holds out their last 5%; H may be a shard range too ("s94-157": that
+#   view's held-out split stays out, so a later range stage is measured on the same conversations).
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:

@@ -57,3 +57,15 @@ def test_a_stage_can_train_on_a_shard_range(tmp_path):
     jakiro_ft2, eagle2_ft2 = [call for call in calls if "jakiro.train.main" in call][4:]
     assert _option(jakiro_ft2, "--data") == _option(eagle2_ft2, "--data") == f"{work}/data_s3-5"
     assert _option(jakiro_ft2, "--init-head") == f"{work}/jakiro_ft1/head"
+
+
+def test_a_shard_range_stage_can_keep_an_earlier_range_held_out(tmp_path):
+    calls = _run_script(tmp_path, "192:1:4e-4 s3-5:1:3e-4:2:3:0.2 s6-8:1:3e-4:2:3:0.2:s3-5")
+    work = str(tmp_path / "work")
+    generation = next(call for call in calls if "jakiro.ge_data.allocation" in call)
+    assert _option(generation, "--max-samples") == str(9 * 96)  # shards 0..8
+    jakiro_ft3, eagle2_ft3 = [call for call in calls if "jakiro.train.main" in call][6:]
+    for call in (jakiro_ft3, eagle2_ft3):
+        assert _option(call, "--data") == f"{work}/data_s6-8"
+        assert _option(call, "--holdout-from") == f"{work}/data_s3-5"
+    assert _option(jakiro_ft3, "--init-head") == f"{work}/jakiro_ft2/head"
