@@ -291,7 +291,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exit_on_error(build_parser(), run, argv)
+    try:
+        exit_on_error(build_parser(), run, argv)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished shards are on disk and listed in the manifest
+        print("interrupted: every finished shard is kept (see manifest.json); rerun the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

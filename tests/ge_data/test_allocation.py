@@ -150,3 +150,17 @@ def test_only_shards_refuses_bad_ranges_in_one_line(data_file, tiny_base_dir, tm
         run(data_file, tiny_base_dir, tmp_path / "data", "--only-shards", ranges)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_how_to_resume(data_file, tiny_base_dir, tmp_path, capsys, monkeypatch):
+    import jakiro.ge_data.allocation as allocation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(allocation, "run_worker", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        run(data_file, tiny_base_dir, tmp_path / "stopped")
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command to resume" in err and err.count("\n") == 1
