@@ -18,14 +18,16 @@
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:
-#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2 7008:1:2e-4:2:3 7008:1:3e-4:2:3:0.2 7008:1:3e-4:2:3:0.2 8832:1:3e-4:2:3:0.2:7008 s94-157:1:3e-4:2:3:0.2" \
+#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2 7008:1:2e-4:2:3 7008:1:3e-4:2:3:0.2 7008:1:3e-4:2:3:0.2 8832:1:3e-4:2:3:0.2:7008 s94-157:1:3e-4:2:3:0.2 s154-191:1:3e-4:2:3:0.2:s94-157" \
 #       KANGAROO_FINETUNE="7008:2:5e-4" \
 #       scripts/train_default_heads.sh WORK 1728 3
 #   (Jakiro and EAGLE-2: 18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, the
 #   first 65 for 2 more, then the first 73 shards, 6,894 conversations, for one more with 2-step rollout, one more
 #   with 2-step rollout and --answer-start-weight 3, two more at lr 3e-4 with Jakiro's contrastive branch weighted
 #   0.2, a ninth stage on all 92 committed shards, 8,687 conversations, with the 73 shards' held-out
-#   conversations still held out, and a tenth on shards 94-157 alone, 6,051 new conversations).
+#   conversations still held out, a tenth on shards 94-157 alone, 6,051 new conversations, and an eleventh on shards
+#   158-191, 3,232 new conversations, with the tenth stage's held-out split still held out: the view is 154-191 because
+#   --holdout-from needs a view that contains the held-out shards).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
 #   head and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU); the shipped Kangaroo
 #   adapter adds KANGAROO_FINETUNE="7008:2:5e-4" (2 more epochs on all 73 shards).
