@@ -133,6 +133,18 @@ def token_frequencies(folder: str | Path, vocab_size: int) -> torch.Tensor:
     return counts
 
 
+def draft_vocabulary(counts: torch.Tensor, size: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``size`` draft token ids, in id order: ``keep``'s ids when they fit, filled up with the most
+    frequent others (``counts[i]`` = occurrences of token i; ties go to the lower id)."""
+    if not 0 < size <= len(counts):
+        raise ConfigError(f"a draft vocabulary must have 1..{len(counts)} tokens, got {size}")
+    score = counts.double().clone()
+    if keep is not None and len(keep) <= size:
+        score[keep.long()] = float("inf")
+    chosen = torch.argsort(score, descending=True, stable=True)[:size]
+    return torch.sort(chosen).values
+
+
 def pick_draft_vocabulary(head, folder: str | Path) -> None:
     """Give a head with a reduced draft vocabulary (``config.draft_vocab_size``) the data's most frequent
     assistant tokens, in id order (``d2t``), and rebuild its output head; a full-vocabulary head is left alone."""
@@ -140,6 +152,5 @@ def pick_draft_vocabulary(head, folder: str | Path) -> None:
     if config.draft_vocab_size is None:
         return
     counts = token_frequencies(folder, config.vocab_size)
-    keep = torch.argsort(counts, descending=True, stable=True)[: config.draft_vocab_size]
-    head.d2t.copy_(torch.sort(keep).values)
+    head.d2t.copy_(draft_vocabulary(counts, config.draft_vocab_size))
     head.refresh_head()

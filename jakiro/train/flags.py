@@ -43,7 +43,8 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-head", default=None, metavar="HEAD",
                         help="start from this trained head's weights (folder or shipped alias) instead of a fresh "
                              "initialisation, e.g. to fine-tune a shipped head on new data; it must have the run's "
-                             "method and shapes, and its draft vocabulary is kept")
+                             "method and shapes; its draft vocabulary is kept, or widened to --draft-vocab-size when that "
+                             "differs (its own tokens plus this data's most frequent; jakiro.train.revocab)")
     parser.add_argument("--eval-only", action="store_true",
                         help="train nothing: write the held-out metrics of the --init-head head on this data's "
                              "held-out split to OUT/holdout_eval.json (compare heads on the same conversations)")

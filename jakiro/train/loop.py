@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from ..errors import ConfigError
 from ..files import write_json_atomic
 from ..methods import head_class
 from .config import RunConfig, TrainConfig
-from .dataset import ShardDataset, check_data_matches_base, collate, split_entries
+from .dataset import (ShardDataset, check_data_matches_base, collate, draft_vocabulary, split_entries,
+                      token_frequencies)
 
 PROGRESS = "progress.json"
 
@@ -129,10 +131,12 @@ class EpochShuffle(torch.utils.data.Sampler):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
-def warm_start(model: nn.Module, init_head: str, base: nn.Module) -> None:
+def warm_start(model: nn.Module, init_head: str, base: nn.Module, data: str | Path) -> None:
     """Copy a trained head's weights (draft vocabulary included) into the freshly built ``model``.
 
-    The head must be of the run's method with the same tensor shapes; otherwise one line names both."""
+    The head must be of the run's method with the same tensor shapes; otherwise one line names both. Only the
+    draft vocabulary may differ in size (a run's ``--draft-vocab-size``): the head's own tokens are kept where
+    they fit and the rest are ``data``'s most frequent (as `jakiro.train.revocab` does)."""
     from ..heads import resolve_head_path
     from ..methods import head_method, load_head
 
@@ -146,9 +150,17 @@ def warm_start(model: nn.Module, init_head: str, base: nn.Module) -> None:
     state, expected = source.state_dict(), model.state_dict()
     wrong = sorted(set(state) ^ set(expected)) + sorted(k for k in set(state) & set(expected)
                                                           if state[k].shape != expected[k].shape)
-    if wrong:
+    if wrong and wrong != ["d2t"]:
         raise ConfigError(f"--init-head {init_head!r} does not fit this run's head (differs in {wrong[:3]}): "
                           f"use the same --config, --num-experts and --draft-vocab-size as that head was trained with")
+    if wrong:  # only the draft vocabulary's size differs: the run asked for another (`jakiro.train.revocab`)
+        kept = state.pop("d2t", None)
+        if getattr(model, "d2t", None) is not None:
+            state["d2t"] = draft_vocabulary(token_frequencies(data, model.config.vocab_size),
+                                            model.config.draft_vocab_size, keep=kept).to(model.d2t.dtype)
+        print(f"--init-head {init_head}: draft vocabulary {len(kept) if kept is not None else 'full'} -> "
+              f"{model.config.draft_vocab_size or 'full'} tokens (its own kept where they fit, the rest this "
+              "data's most frequent)", file=sys.stderr)
     model.load_state_dict(state, strict=True)
     if hasattr(model, "refresh_head"):
         model.refresh_head()  # the output-head rows follow the loaded draft vocabulary
@@ -188,7 +200,7 @@ def train_with_recipe(run: RunConfig, recipe: TrainingRecipe, job: TrainingJob) 
     check_data_matches_base(manifest, base.config, job.data)
     model = recipe.build(base, job.data)
     if job.init_head is not None and not job.resume:  # a resumed run restores its own state below
-        warm_start(model, job.init_head, base)
+        warm_start(model, job.init_head, base, job.data)
     del base
     if job.eval_only:
         return evaluate_only(recipe, model, job, holdout_entries, manifest, accelerator.device)
