@@ -101,6 +101,22 @@ resume=()
 [ -f "$WORK/jakiro_star/progress.json" ] && resume=(--resume)
 $PY -m jakiro_star.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
     --dtype bf16 --tau-prompts 6 --out "$WORK/jakiro_star" "${resume[@]}"
+# STAR_FINETUNE="SAMPLES:EPOCHS:LR[:W[:H[:STEPS[:VOCAB]]]]" fine-tunes that Jakiro* head once (--init-head, fresh
+# optimiser) into WORKDIR/jakiro_star_ft1: SAMPLES and H as in FINETUNE, --answer-start-weight W, at most STEPS
+# batches (--max-steps), a draft vocabulary widened to VOCAB tokens (--draft-vocab-size). No rollout: Jakiro*'s
+# children continue from their own expert's feature, so a rollout would branch per expert (jakiro_star/train/losses.py).
+if [ -n "${STAR_FINETUNE:-}" ]; then
+  IFS=: read -r samples epochs lr start_weight holdout_samples max_steps vocab <<< "$STAR_FINETUNE"
+  star_flags=()
+  [ -n "${holdout_samples:-}" ] && star_flags+=(--holdout-from "$(subset_of "$holdout_samples")")
+  [ -n "${max_steps:-}" ] && star_flags+=(--max-steps "$max_steps")
+  [ -n "${vocab:-}" ] && star_flags+=(--draft-vocab-size "$vocab")
+  resume=()
+  [ -f "$WORK/jakiro_star_ft1/progress.json" ] && resume=(--resume)
+  $PY -m jakiro_star.train.main --data "$(subset_of "$samples")" --base-model-path smollm2-135m-instruct \
+      --config "$STAR_CONFIG" --epochs "$epochs" --lr "$lr" --answer-start-weight "${start_weight:-1}" --dtype bf16 \
+      --tau-prompts 6 --init-head "$WORK/jakiro_star/head" --out "$WORK/jakiro_star_ft1" "${star_flags[@]}" "${resume[@]}"
+fi
 resume=()
 [ -f "$WORK/kangaroo/progress.json" ] && resume=(--resume)
 $PY -m kangaroo.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$KANGAROO_CONFIG" \
@@ -116,4 +132,22 @@ if [ -n "${KANGAROO_FINETUNE:-}" ]; then
   $PY -m kangaroo.train.main --data "$(subset_of "$samples")" --base-model-path smollm2-135m-instruct \
       --config "$KANGAROO_CONFIG" --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$epochs" \
       --lr "$lr" --dtype bf16 --init-head "$WORK/kangaroo/head" --out "$WORK/kangaroo_ft1" "${resume[@]}"
+fi
+# REVOCAB="SIZE:RANGES" finally widens the last Jakiro, EAGLE-2, Jakiro* and Kangaroo heads' draft vocabularies to SIZE
+# tokens, the data's most frequent assistant tokens of shards RANGES (e.g. 94-153,158-199,201: no held-out shard)
+# added to their own, into WORKDIR/<name>_v<SIZE> (jakiro.train.revocab; weights unchanged).
+if [ -n "${REVOCAB:-}" ]; then
+  IFS=: read -r size ranges <<< "$REVOCAB"
+  counted="$WORK/data_vocab_${ranges//,/_}"
+  $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shard-ranges "$ranges" --out "$counted" >&2
+  last() { local found=$1; shift; for candidate in "$@"; do [ -d "$candidate/head" ] && found=$candidate; done; echo "$found"; }
+  for name in jakiro eagle2; do
+    final=$(last "$WORK/$name" "$WORK/${name}"_ft{1..20})
+    $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/${name}_v$size"
+  done
+  final=$(last "$WORK/jakiro_star" "$WORK/jakiro_star_ft1")
+  [ -f "$final/head/config.json" ] && ! grep -q "\"draft_vocab_size\": $size" "$final/head/config.json" && \
+    $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/jakiro_star_v$size"
+  final=$(last "$WORK/kangaroo" "$WORK/kangaroo_ft1")
+  $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/kangaroo_v$size"
 fi

@@ -11,12 +11,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_script(tmp_path: Path, finetune: str) -> list[list[str]]:
+def _run_script(tmp_path: Path, finetune: str, **extra_env: str) -> list[list[str]]:
     log = tmp_path / "calls.log"
     fake_python = tmp_path / "python"
     fake_python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n')
     fake_python.chmod(fake_python.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, PYTHON=str(fake_python), FINETUNE=finetune)
+    env = dict(os.environ, PYTHON=str(fake_python), FINETUNE=finetune, **extra_env)
     subprocess.run(["bash", str(ROOT / "scripts/train_default_heads.sh"), str(tmp_path / "work"), "96", "1"],
                    check=True, env=env, cwd=ROOT, capture_output=True)
     return [line.split() for line in log.read_text().splitlines()]
@@ -69,3 +69,22 @@ def test_a_shard_range_stage_can_keep_an_earlier_range_held_out(tmp_path):
         assert _option(call, "--data") == f"{work}/data_s6-8"
         assert _option(call, "--holdout-from") == f"{work}/data_s3-5"
     assert _option(jakiro_ft3, "--init-head") == f"{work}/jakiro_ft2/head"
+
+
+def test_a_jakiro_star_stage_and_a_final_wider_vocabulary(tmp_path):
+    calls = _run_script(tmp_path, "192:1:4e-4 s3-5:1:3e-4:2:3:0.2", STAR_FINETUNE="s3-5:1:5e-4:3:192:1000:64",
+                        REVOCAB="64:3-4,5")
+    work = str(tmp_path / "work")
+    star = [call for call in calls if "jakiro_star.train.main" in call]
+    assert [_option(call, "--out") for call in star] == [f"{work}/jakiro_star", f"{work}/jakiro_star_ft1"]
+    tuned = star[1]
+    assert _option(tuned, "--init-head") == f"{work}/jakiro_star/head" and _option(tuned, "--data") == f"{work}/data_s3-5"
+    assert _option(tuned, "--holdout-from") == f"{work}/data_192" and _option(tuned, "--max-steps") == "1000"
+    assert _option(tuned, "--draft-vocab-size") == "64" and _option(tuned, "--answer-start-weight") == "3"
+    assert "--rollout-steps" not in tuned
+    view = next(call for call in calls if "jakiro.ge_data.subset" in call and _option(call, "--shard-ranges") == "3-4,5")
+    revocab = [call for call in calls if "jakiro.train.revocab" in call]
+    assert [_option(call, "--out") for call in revocab] == [f"{work}/jakiro_v64", f"{work}/eagle2_v64",
+                                                            f"{work}/kangaroo_v64"]
+    assert all(_option(call, "--data") == _option(view, "--out") and _option(call, "--draft-vocab-size") == "64"
+               for call in revocab)
