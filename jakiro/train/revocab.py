@@ -64,8 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stored_float_dtype(folder: Path) -> torch.dtype | None:
+    """The dtype the head's floating-point weights are stored in (a bf16 export stays bf16)."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+        for name in handle.keys():
+            tensor = handle.get_slice(name)
+            dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}.get(tensor.get_dtype())
+            if dtype is not None:
+                return dtype
+    return None
+
+
 def run(args: argparse.Namespace) -> Path:
-    head = load_head(resolve_head_path(args.head))
+    folder = Path(resolve_head_path(args.head))
+    head = load_head(folder)
     counts = token_frequencies(args.data, head.config.vocab_size)
     if counts.sum() == 0:
         raise ConfigError(f"--data {args.data!r} has no assistant tokens to count: pass a data folder written by "
@@ -75,7 +89,7 @@ def run(args: argparse.Namespace) -> Path:
     before, after = coverage(counts, old), coverage(counts, ids)
     set_draft_vocabulary(head, ids)
     out = Path(args.out)
-    head.save_pretrained(out)
+    head.save_pretrained(out, dtype=stored_float_dtype(folder))
     size = len(old) if old is not None else head.config.vocab_size
     print(f"wrote {out}: draft vocabulary {size} -> {len(ids)} tokens, covering {before:.1%} -> {after:.1%} of "
           f"the data's assistant tokens (weights unchanged; fine-tune it with --init-head {out} "

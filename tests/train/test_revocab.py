@@ -69,6 +69,11 @@ def test_command_revocabs_a_trained_head_that_stays_lossless_and_fine_tunes(tiny
             assert torch.equal(wide[name], value), name
     assert json.loads((tmp_path / "wide" / "config.json").read_text())["draft_vocab_size"] == 40
     assert load_head(tmp_path / "wide").draft_vocab_size == 40
+    load_head(run / "head").save_pretrained(tmp_path / "bf16", dtype=torch.bfloat16)  # a bf16 export stays bf16
+    main(["--head", str(tmp_path / "bf16"), "--data", str(tiny_data), "--draft-vocab-size", "40", "--out",
+          str(tmp_path / "bf16_wide")])
+    half, half_wide = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("bf16", "bf16_wide"))
+    assert all(torch.equal(half_wide[name], value) for name, value in half.items() if name != "d2t")
     ea = EaModel.from_pretrained(str(tiny_base_dir), str(tmp_path / "wide"), total_token=12, depth=3, top_k=3)
     assert_greedy_matches_base(ea, tiny_base_dir, ["write a short poem about the sea"])
 
