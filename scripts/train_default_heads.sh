@@ -19,18 +19,21 @@
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:
 #     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2 7008:1:2e-4:2:3 7008:1:3e-4:2:3:0.2 7008:1:3e-4:2:3:0.2 8832:1:3e-4:2:3:0.2:7008 s94-157:1:3e-4:2:3:0.2 s154-191:1:3e-4:2:3:0.2:s94-157" \
-#       KANGAROO_FINETUNE="7008:2:5e-4" \
-#       scripts/train_default_heads.sh WORK 1728 3
+#       REVOCAB="16384:94-153,158-199,201" KANGAROO_FINETUNE="7008:2:5e-4" \
+#       STAR_FINETUNE="s94-201:1:5e-4:3:s94-157:1000:16384" scripts/train_default_heads.sh WORK 1728 3
 #   (Jakiro and EAGLE-2: 18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, the
 #   first 65 for 2 more, then the first 73 shards, 6,894 conversations, for one more with 2-step rollout, one more
 #   with 2-step rollout and --answer-start-weight 3, two more at lr 3e-4 with Jakiro's contrastive branch weighted
 #   0.2, a ninth stage on all 92 committed shards, 8,687 conversations, with the 73 shards' held-out
 #   conversations still held out, a tenth on shards 94-157 alone, 6,051 new conversations, and an eleventh on shards
 #   158-191, 3,232 new conversations, with the tenth stage's held-out split still held out: the view is 154-191 because
-#   --holdout-from needs a view that contains the held-out shards).
-#   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind the shipped Jakiro*
-#   head and README's method comparison (the first 18 shards, 3 epochs, bf16 on CPU); the shipped Kangaroo
-#   adapter adds KANGAROO_FINETUNE="7008:2:5e-4" (2 more epochs on all 73 shards).
+#   --holdout-from needs a view that contains the held-out shards; then REVOCAB widens both heads' draft
+#   vocabularies to 16,384 tokens, no training).
+#   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind README's method
+#   comparison (the first 18 shards, 3 epochs, bf16 on CPU); the shipped Jakiro* head adds
+#   STAR_FINETUNE="s94-201:1:5e-4:3:s94-157:1000:16384" (1,000 batches of shards 94-201, held-out split of the
+#   94-157 view kept out, vocabulary widened to 16,384 tokens; shard 200 was not generated when it was trained),
+#   the shipped Kangaroo adapter KANGAROO_FINETUNE="7008:2:5e-4" (2 more epochs on all 73 shards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: $0 WORKDIR [MAX_SAMPLES] [EPOCHS]}
@@ -58,7 +61,7 @@ train_core_head() {
 # One generation run covers every stage (the largest sample count); each stage trains on a view of its first
 # shards (jakiro.ge_data.subset), so the stages' conversations are nested and each held-out split is fixed.
 largest=$SAMPLES
-for spec in ${FINETUNE:-} ${KANGAROO_FINETUNE:-}; do
+for spec in ${FINETUNE:-} ${KANGAROO_FINETUNE:-} ${STAR_FINETUNE:-}; do
   samples=${spec%%:*}
   [[ "$samples" == s* ]] && samples=$(( (${samples##*-} + 1) * SHARD_SIZE ))
   [ "$samples" -gt "$largest" ] && largest=$samples
@@ -133,21 +136,17 @@ if [ -n "${KANGAROO_FINETUNE:-}" ]; then
       --config "$KANGAROO_CONFIG" --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$epochs" \
       --lr "$lr" --dtype bf16 --init-head "$WORK/kangaroo/head" --out "$WORK/kangaroo_ft1" "${resume[@]}"
 fi
-# REVOCAB="SIZE:RANGES" finally widens the last Jakiro, EAGLE-2, Jakiro* and Kangaroo heads' draft vocabularies to SIZE
-# tokens, the data's most frequent assistant tokens of shards RANGES (e.g. 94-153,158-199,201: no held-out shard)
-# added to their own, into WORKDIR/<name>_v<SIZE> (jakiro.train.revocab; weights unchanged).
+# REVOCAB="SIZE:RANGES" finally widens the last Jakiro and EAGLE-2 heads' draft vocabularies to SIZE tokens, the data's
+# most frequent assistant tokens of shards RANGES (e.g. 94-153,158-199,201: no held-out shard) added to their own,
+# into WORKDIR/<name>_v<SIZE> (jakiro.train.revocab; weights unchanged). The shipped Kangaroo adapter keeps its 8,192
+# tokens: widened the same way it scored no better (held-out top-1 0.395 vs 0.396, eval_metric/results/s26/).
 if [ -n "${REVOCAB:-}" ]; then
   IFS=: read -r size ranges <<< "$REVOCAB"
   counted="$WORK/data_vocab_${ranges//,/_}"
   $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shard-ranges "$ranges" --out "$counted" >&2
-  last() { local found=$1; shift; for candidate in "$@"; do [ -d "$candidate/head" ] && found=$candidate; done; echo "$found"; }
   for name in jakiro eagle2; do
-    final=$(last "$WORK/$name" "$WORK/${name}"_ft{1..20})
+    final="$WORK/$name"
+    for candidate in "$WORK/${name}"_ft{1..20}; do [ -d "$candidate/head" ] && final=$candidate; done
     $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/${name}_v$size"
   done
-  final=$(last "$WORK/jakiro_star" "$WORK/jakiro_star_ft1")
-  [ -f "$final/head/config.json" ] && ! grep -q "\"draft_vocab_size\": $size" "$final/head/config.json" && \
-    $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/jakiro_star_v$size"
-  final=$(last "$WORK/kangaroo" "$WORK/kangaroo_ft1")
-  $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/kangaroo_v$size"
 fi
