@@ -29,3 +29,17 @@ def resolve_head_path(path_or_alias: str | os.PathLike) -> Path:
         known = ", ".join(HEAD_ALIASES)
         raise CheckpointError(f"draft head {name!r} not found: pass a head folder or one of the aliases {known}")
     return folder
+
+
+def stored_float_dtype(folder: Path) -> "torch.dtype | None":
+    """The dtype the head's floating-point weights are stored in (a bf16 export stays bf16)."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+        for name in handle.keys():
+            tensor = handle.get_slice(name)
+            dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}.get(tensor.get_dtype())
+            if dtype is not None:
+                return dtype
+    return None

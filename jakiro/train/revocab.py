@@ -24,7 +24,7 @@ import torch
 
 from ..commands import exit_on_error
 from ..errors import ConfigError
-from ..heads import resolve_head_path
+from ..heads import resolve_head_path, stored_float_dtype
 from ..methods import load_head
 from .dataset import draft_vocabulary, token_frequencies
 
@@ -62,19 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tokens in the new draft vocabulary (e.g. 16384)")
     parser.add_argument("--out", required=True, help="folder for the head with its new vocabulary")
     return parser
-
-
-def stored_float_dtype(folder: Path) -> torch.dtype | None:
-    """The dtype the head's floating-point weights are stored in (a bf16 export stays bf16)."""
-    from safetensors import safe_open
-
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
-        for name in handle.keys():
-            tensor = handle.get_slice(name)
-            dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}.get(tensor.get_dtype())
-            if dtype is not None:
-                return dtype
-    return None
 
 
 def run(args: argparse.Namespace) -> Path:

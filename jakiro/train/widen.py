@@ -18,7 +18,7 @@ import torch
 
 from ..commands import exit_on_error
 from ..errors import ConfigError
-from ..heads import resolve_head_path
+from ..heads import resolve_head_path, stored_float_dtype
 from ..methods import load_head, new_head
 from ..model.moe import SwiGLU
 
@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Path:
-    head = load_head(resolve_head_path(args.head))
+    folder = resolve_head_path(args.head)
+    head = load_head(folder)
     wide = widen_head(head, args.intermediate_size, args.std, args.seed)
     out = Path(args.out)
-    wide.save_pretrained(out)
+    wide.save_pretrained(out, dtype=stored_float_dtype(folder))  # a bf16 export stays bf16
     print(f"wrote {out}: {head.config.method} head, experts {head.config.expert_intermediate_size} -> "
           f"{args.intermediate_size} hidden units (train it with a config whose draft section has "
           f"\"expert_intermediate_size\": {args.intermediate_size}, and --init-head {out})")

@@ -78,3 +78,12 @@ def test_widened_head_scores_like_the_trained_one_and_fine_tunes(tiny_data, tiny
     train_main.main([*common, "--out", str(tmp_path / "tuned"), "--epochs", "1", "--batch-size", "2", "--tau-prompts",
                      "0", "--init-head", str(tmp_path / "wide"), "--config", str(config)])
     assert load_head(tmp_path / "tuned" / "head").config.expert_intermediate_size == width
+
+
+def test_a_bf16_head_stays_bf16(tmp_path):
+    from safetensors.torch import load_file
+
+    make_head(True).save_pretrained(tmp_path / "head", dtype=torch.bfloat16)
+    main(["--head", str(tmp_path / "head"), "--intermediate-size", "32", "--out", str(tmp_path / "wide")])
+    stored = load_file(str(tmp_path / "wide" / "model.safetensors"))
+    assert {value.dtype for value in stored.values() if value.is_floating_point()} == {torch.bfloat16}
