@@ -17,7 +17,7 @@ from jakiro.model.configs import DraftConfig
 from jakiro.train.dataset import draft_vocabulary, token_frequencies
 from jakiro.train.revocab import coverage, main, set_draft_vocabulary
 from tests.helpers.training import assert_greedy_matches_base
-from tests.train.test_main import TRAIN, train
+from tests.train.test_main import train
 
 
 def test_the_heads_own_tokens_stay_and_the_most_frequent_others_fill_up():
