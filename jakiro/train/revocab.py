@@ -5,7 +5,7 @@ head (shared, never trained). So the vocabulary is not part of what the head lea
 after training, and the head then drafts tokens it could never propose before. That matters because a
 vocabulary picked from an early, small slice of the data keeps fitting the later data worse: the shipped
 SmolLM2 heads' 8,192 tokens, chosen from their first 18 shards, cover 92.7% of the assistant tokens of the
-later shards; the same number re-chosen from those shards covers 96.7%, and 16,384 cover 99.4%. Every
+later shards; the same number re-chosen from those shards covers 96.7%, and 16,384 cover 99.3%. Every
 token outside the vocabulary is a certain miss for the draft, whatever the head predicts.
 
 The head's own tokens stay when the new vocabulary is at least as large (it loses nothing it drafted
