@@ -104,13 +104,14 @@ resume=()
 [ -f "$WORK/jakiro_star/progress.json" ] && resume=(--resume)
 $PY -m jakiro_star.train.main --data "$DATA" --base-model-path smollm2-135m-instruct --config "$STAR_CONFIG" --epochs "$EPOCHS" \
     --dtype bf16 --tau-prompts 6 --out "$WORK/jakiro_star" "${resume[@]}"
-# STAR_FINETUNE="SAMPLES:EPOCHS:LR[:W[:H[:STEPS[:VOCAB]]]]" fine-tunes that Jakiro* head once (--init-head, fresh
+# STAR_FINETUNE="SAMPLES:EPOCHS:LR[:W[:H[:STEPS[:VOCAB[:K]]]]]" fine-tunes that Jakiro* head once (--init-head, fresh
 # optimiser) into WORKDIR/jakiro_star_ft1: SAMPLES and H as in FINETUNE, --answer-start-weight W, at most STEPS
-# batches (--max-steps), a draft vocabulary widened to VOCAB tokens (--draft-vocab-size). No rollout: Jakiro*'s
-# children continue from their own expert's feature, so a rollout would branch per expert (jakiro_star/train/losses.py).
+# batches (--max-steps), a draft vocabulary widened to VOCAB tokens (--draft-vocab-size), K-step training-time
+# rollout with one chain per expert (--rollout-steps; default 1; jakiro_star/train/unroll.py).
 if [ -n "${STAR_FINETUNE:-}" ]; then
-  IFS=: read -r samples epochs lr start_weight holdout_samples max_steps vocab <<< "$STAR_FINETUNE"
+  IFS=: read -r samples epochs lr start_weight holdout_samples max_steps vocab star_rollout <<< "$STAR_FINETUNE"
   star_flags=()
+  [ -n "${star_rollout:-}" ] && star_flags+=(--rollout-steps "$star_rollout")
   [ -n "${holdout_samples:-}" ] && star_flags+=(--holdout-from "$(subset_of "$holdout_samples")")
   [ -n "${max_steps:-}" ] && star_flags+=(--max-steps "$max_steps")
   [ -n "${vocab:-}" ] && star_flags+=(--draft-vocab-size "$vocab")

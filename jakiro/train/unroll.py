@@ -46,6 +46,13 @@ class StepKV:
         self.length = self.keys.shape[-2]
         return self.keys, self.values
 
+    def fork(self) -> "StepKV":
+        """A store holding the same keys so far, which later steps extend without touching this one (a rollout that
+        branches, as Jakiro*'s per-expert chains do)."""
+        copy = StepKV()
+        copy.keys, copy.values, copy.length = self.keys, self.values, self.length
+        return copy
+
 
 def rollout_mask(length: int, step: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Boolean attention mask ``[1, 1, length, step * length]`` of rollout step ``step`` (1-based)."""

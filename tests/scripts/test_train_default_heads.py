@@ -87,3 +87,10 @@ def test_a_jakiro_star_stage_and_a_final_wider_vocabulary(tmp_path):
     assert [_option(call, "--out") for call in revocab] == [f"{work}/jakiro_v64", f"{work}/eagle2_v64"]
     assert all(_option(call, "--data") == _option(view, "--out") and _option(call, "--draft-vocab-size") == "64"
                for call in revocab)
+
+
+def test_a_jakiro_star_stage_with_rollout(tmp_path):
+    calls = _run_script(tmp_path, "192:1:4e-4", STAR_FINETUNE="s3-5:1:5e-4:3:192::64:2")
+    tuned = [call for call in calls if "jakiro_star.train.main" in call][1]
+    assert _option(tuned, "--rollout-steps") == "2" and _option(tuned, "--draft-vocab-size") == "64"
+    assert "--max-steps" not in tuned

@@ -11,9 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 import jakiro.train.main as core_main
+import jakiro.train.recipe as recipe
 import jakiro_star.train.main as star_main
 from jakiro import EaModel, load_base_model
 from jakiro_star.model.drafter import JakiroStarDrafter
+from tests.helpers.training import assert_greedy_matches_base, assert_same_weights, interrupted_on_call
 
 TRAIN = ["--epochs", "2", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "2", "--max-len", "64",
          "--tau-prompts", "0"]
@@ -53,6 +55,33 @@ def test_train_export_load_and_stay_lossless(trained, tiny_base_dir):
         assert torch.equal(ea.eagenerate(prompt, max_new_tokens=20), expected), tree
 
 
+@pytest.fixture(scope="module")
+def rolled_out(tiny_data, tiny_base_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("star_rollout") / "run"
+    star_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN,
+                    "--rollout-steps", "3"])
+    return out
+
+
+def test_a_head_trained_with_rollout_stays_lossless(rolled_out, tiny_base_dir):
+    """Per-expert rollout (K = 3) changes the weights, never the output: greedy equals the base model's."""
+    assert all(r["rollout_steps_train"] == 3 and r["holdout_rollouts"] > 0 for r in records(rolled_out))
+    assert_greedy_matches_base(EaModel.from_pretrained(str(tiny_base_dir), str(rolled_out / "head"), total_token=12,
+                                                       depth=3, top_k=3, tree="dynamic"),
+                               tiny_base_dir, ["write a short poem about the sea"])
+
+
+def test_resume_with_rollout_is_bit_identical(rolled_out, tiny_data, tiny_base_dir, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    args = ["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(interrupted), *TRAIN,
+            "--rollout-steps", "3"]
+    with interrupted_on_call(recipe, "evaluate", 2), pytest.raises(KeyboardInterrupt):
+        star_main.main(args)
+    assert not (interrupted / "head").exists()
+    star_main.main([*args, "--resume"])
+    assert_same_weights(rolled_out / "head", interrupted / "head")
+
+
 def test_core_entry_point_with_method_flag_trains_the_same_head(trained, tiny_data, tiny_base_dir, tmp_path):
     out = tmp_path / "core"
     core_main.main(["--data", str(tiny_data), "--base-model-path", str(tiny_base_dir), "--out", str(out), *TRAIN,
@@ -72,11 +101,10 @@ def test_export_in_bf16_loads_as_jakiro_star(trained, tiny_base_dir, tmp_path):
     assert ea.method == "jakiro_star" and isinstance(ea.drafter, JakiroStarDrafter)
 
 
-@pytest.mark.parametrize("extra,fragment", [(["--rollout-steps", "2"], "rollout_steps_train = 1"),
-                                            (["--config", "jakiro.json"], "no contrastive branch"),
+@pytest.mark.parametrize("extra,fragment", [(["--config", "jakiro.json"], "no contrastive branch"),
                                             (["--num-experts", "1"], "num_experts=1")])
 def test_refusals_are_one_line_errors(tiny_data, tiny_base_dir, tmp_path, capsys, extra, fragment):
-    """Training-time rollout, a Jakiro config (contrastive branch) and a single expert are refused."""
+    """A Jakiro config (contrastive branch) and a single expert are refused."""
     (tmp_path / "jakiro.json").write_text(json.dumps({"draft": {"num_experts": 2, "contrastive": True}}))
     extra = [str(tmp_path / x) if x.endswith(".json") else x for x in extra]
     with pytest.raises(SystemExit) as info:
