@@ -83,6 +83,18 @@ DATA=$(subset_of "$SAMPLES")
 for head in jakiro eagle2; do
   train_core_head "$head" "$DATA" "$WORK/$head" --epochs "$EPOCHS"
 done
+IFS=: read -r revocab_size revocab_ranges revocab_after <<< "${REVOCAB:-}"
+# widen_heads STAGE: the REVOCAB widening of both heads as they are after FINETUNE stage STAGE (0: before any)
+widen_heads() {
+  local counted="$WORK/data_vocab_${revocab_ranges//,/_}" from
+  $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shard-ranges "$revocab_ranges" --out "$counted" >&2
+  for name in jakiro eagle2; do
+    from="$WORK/$name"
+    [ "$1" -gt 0 ] && from="$WORK/${name}_ft$1"
+    $PY -m jakiro.train.revocab --head "$from/head" --data "$counted" --draft-vocab-size "$revocab_size" \
+        --out "$WORK/${name}_v$revocab_size/head"
+  done
+}
 stage=0
 for spec in ${FINETUNE:-}; do
   IFS=: read -r samples epochs lr stage_rollout start_weight contrastive_weight holdout_samples <<< "$spec"
@@ -90,11 +102,16 @@ for spec in ${FINETUNE:-}; do
   stage_data=$(subset_of "$samples")
   holdout_flags=()
   [ -n "${holdout_samples:-}" ] && holdout_flags=(--holdout-from "$(subset_of "$holdout_samples")")
+  [ -n "$revocab_after" ] && [ "$revocab_after" = $((stage - 1)) ] && widen_heads "$revocab_after"
   for head in jakiro eagle2; do
     previous="$WORK/$head"
     head_flags=()
     [ "$head" = jakiro ] && [ -n "${contrastive_weight:-}" ] && head_flags=(--contrastive-weight "$contrastive_weight")
     [ "$stage" -gt 1 ] && previous="$WORK/${head}_ft$((stage - 1))"
+    if [ -n "$revocab_after" ] && [ "$stage" -gt "$revocab_after" ]; then
+      head_flags+=(--draft-vocab-size "$revocab_size")
+      [ "$stage" = $((revocab_after + 1)) ] && previous="$WORK/${head}_v$revocab_size"
+    fi
     ROLLOUT=${stage_rollout:-$ROLLOUT} train_core_head "$head" "$stage_data" "$WORK/${head}_ft$stage" \
         --epochs "$epochs" --lr "$lr" --init-head "$previous/head" --answer-start-weight "${start_weight:-1}" \
         "${head_flags[@]}" "${holdout_flags[@]}"
@@ -137,17 +154,12 @@ if [ -n "${KANGAROO_FINETUNE:-}" ]; then
       --config "$KANGAROO_CONFIG" --exit-layer "$KANGAROO_EXIT_LAYER" --threshold 0.4 --steps 3 --epochs "$epochs" \
       --lr "$lr" --dtype bf16 --init-head "$WORK/kangaroo/head" --out "$WORK/kangaroo_ft1" "${resume[@]}"
 fi
-# REVOCAB="SIZE:RANGES" finally widens the last Jakiro and EAGLE-2 heads' draft vocabularies to SIZE tokens, the data's
-# most frequent assistant tokens of shards RANGES (e.g. 94-153,158-199,201: no held-out shard) added to their own,
-# into WORKDIR/<name>_v<SIZE> (jakiro.train.revocab; weights unchanged). The shipped Kangaroo adapter keeps its 8,192
-# tokens: widened the same way it scored no better (held-out top-1 0.395 vs 0.396, eval_metric/results/s26/).
-if [ -n "${REVOCAB:-}" ]; then
-  IFS=: read -r size ranges <<< "$REVOCAB"
-  counted="$WORK/data_vocab_${ranges//,/_}"
-  $PY -m jakiro.ge_data.subset --data "$WORK/data_all" --shard-ranges "$ranges" --out "$counted" >&2
-  for name in jakiro eagle2; do
-    final="$WORK/$name"
-    for candidate in "$WORK/${name}"_ft{1..20}; do [ -d "$candidate/head" ] && final=$candidate; done
-    $PY -m jakiro.train.revocab --head "$final/head" --data "$counted" --draft-vocab-size "$size" --out "$WORK/${name}_v$size"
-  done
+# REVOCAB="SIZE:RANGES[:STAGE]" widens the Jakiro and EAGLE-2 heads' draft vocabularies to SIZE tokens, the data's most
+# frequent assistant tokens of shards RANGES (e.g. 94-153,158-199,201: no held-out shard) added to their own, into
+# WORKDIR/<name>_v<SIZE>/head (jakiro.train.revocab; weights unchanged): after the last FINETUNE stage, or after stage
+# STAGE, and then the later stages start from the widened heads and train over SIZE tokens (--draft-vocab-size).
+# The shipped Kangaroo adapter keeps its 8,192 tokens: widened the same way it scored no better (held-out top-1
+# 0.395 vs 0.396, eval_metric/results/s26/).
+if [ -n "${REVOCAB:-}" ] && [ -z "$revocab_after" ]; then
+  widen_heads "$stage"
 fi

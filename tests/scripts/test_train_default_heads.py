@@ -84,7 +84,7 @@ def test_a_jakiro_star_stage_and_a_final_wider_vocabulary(tmp_path):
     assert "--rollout-steps" not in tuned
     view = next(call for call in calls if "jakiro.ge_data.subset" in call and _option(call, "--shard-ranges") == "3-4,5")
     revocab = [call for call in calls if "jakiro.train.revocab" in call]
-    assert [_option(call, "--out") for call in revocab] == [f"{work}/jakiro_v64", f"{work}/eagle2_v64"]
+    assert [_option(call, "--out") for call in revocab] == [f"{work}/jakiro_v64/head", f"{work}/eagle2_v64/head"]
     assert all(_option(call, "--data") == _option(view, "--out") and _option(call, "--draft-vocab-size") == "64"
                for call in revocab)
 
@@ -94,3 +94,25 @@ def test_a_jakiro_star_stage_with_rollout(tmp_path):
     tuned = [call for call in calls if "jakiro_star.train.main" in call][1]
     assert _option(tuned, "--rollout-steps") == "2" and _option(tuned, "--draft-vocab-size") == "64"
     assert "--max-steps" not in tuned
+
+
+
+def test_widening_after_a_stage_feeds_the_later_stages(tmp_path):
+    """REVOCAB="SIZE:RANGES:STAGE": the heads of stage STAGE are widened, the next stage starts from the widened heads
+    and every later stage trains over SIZE tokens; nothing is widened after the last stage."""
+    calls = _run_script(tmp_path, "192:1:4e-4 s3-5:1:3e-4:2:3:0.2 s3-6:1:2e-4:2:3:0.2", REVOCAB="64:3-4:1")
+    work = str(tmp_path / "work")
+    core = [call for call in calls if "jakiro.train.main" in call]
+    by_out = {_option(call, "--out").rsplit("/", 1)[1]: call for call in core}
+    revocab = [call for call in calls if "jakiro.train.revocab" in call]
+    assert [(_option(call, "--head"), _option(call, "--out")) for call in revocab] == [
+        (f"{work}/jakiro_ft1/head", f"{work}/jakiro_v64/head"), (f"{work}/eagle2_ft1/head", f"{work}/eagle2_v64/head")]
+    order = [" ".join(call) for call in calls]
+    assert order.index(" ".join(revocab[0])) > order.index(" ".join(by_out["eagle2_ft1"]))
+    assert order.index(" ".join(revocab[1])) < order.index(" ".join(by_out["jakiro_ft2"]))
+    for name in ("jakiro", "eagle2"):
+        assert _option(by_out[f"{name}_ft1"], "--draft-vocab-size") is None
+        assert _option(by_out[f"{name}_ft2"], "--init-head") == f"{work}/{name}_v64/head"
+        assert _option(by_out[f"{name}_ft3"], "--init-head") == f"{work}/{name}_ft2/head"
+        assert _option(by_out[f"{name}_ft2"], "--draft-vocab-size") == "64"
+        assert _option(by_out[f"{name}_ft3"], "--draft-vocab-size") == "64"
