@@ -127,14 +127,14 @@ def branch_loss(prediction: torch.Tensor, features: torch.Tensor, weight: torch.
 
 
 def rollout_outputs(model, batch: dict[str, torch.Tensor], config, steps: int, contrastive: bool,
-                    noise_generator: torch.Generator | None = None):
+                    noise_generator: torch.Generator | None = None, read_out: str = "mix"):
     """The draft's outputs for ``steps`` rollout steps on a padded batch (noise on the real features only)."""
     features, ids = batch["hidden_state"], batch["input_ids"]
     inputs = features[:, :-1]
     if config.noise > 0:
         noise = torch.rand(inputs.shape, generator=noise_generator, device="cpu").to(inputs.device, inputs.dtype)
         inputs = inputs + (noise - 0.5) * config.noise
-    return unroll(model, inputs, ids[:, 1:], steps, contrastive)
+    return unroll(model, inputs, ids[:, 1:], steps, contrastive, read_out)
 
 
 def answer_index(loss_mask: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@
 Chain accuracy follows greedy chain drafting: from a start position s the draft runs ``rollout_steps``
 steps on its own predicted features (the real following tokens as inputs: on self-distilled data, the
 base model's own answer) and step j counts only if steps 1..j all matched the base model's greedy token
-(the argmax of its full output head). So ``acc_per_step[1]`` is "steps 1 and 2 both correct".
+(the argmax of its full output head). So ``acc_per_step[1]`` is "steps 1 and 2 both correct". The chain
+reads the head's ``chain_read_out`` (the gated mixture; for Jakiro* its dominant expert, the first child it
+drafts at every node, continued from that expert's feature), as do top-1 and the loss.
 ``1 + sum(acc_per_step)`` estimates tokens per verification round for a single-chain tree.
 
 All starts are rolled out at once with the training-time rollout (`jakiro.train.unroll`), whose masks
@@ -22,6 +24,7 @@ from .losses import loss_from_outputs, rollout_outputs
 def evaluate(model, samples: list[dict[str, torch.Tensor]], config, device: torch.device) -> dict:
     model.eval()
     steps = config.rollout_steps
+    read_out = getattr(model, "chain_read_out", "mix")
     matched = torch.zeros(steps)
     tried = 0
     losses, mix_correct, mix_count, con_correct, con_count = [], 0.0, 0.0, 0.0, 0.0
@@ -29,7 +32,8 @@ def evaluate(model, samples: list[dict[str, torch.Tensor]], config, device: torc
     for sample in samples:
         batch = {k: v[None].to(device) for k, v in sample.items()}
         batch["attention"] = torch.ones_like(batch["loss_mask"])
-        outputs = rollout_outputs(model, batch, clean, max(steps, config.rollout_steps_train), model.config.contrastive)
+        outputs = rollout_outputs(model, batch, clean, max(steps, config.rollout_steps_train), model.config.contrastive,
+                                  read_out=read_out)
         total, parts = loss_from_outputs(outputs[:config.rollout_steps_train], batch, clean, model.head_weight)
         losses.append(float(total))
         mix_correct += float(parts["mix"].correct)
@@ -50,6 +54,7 @@ def evaluate(model, samples: list[dict[str, torch.Tensor]], config, device: torc
         "acc_per_step": acc_per_step,
         "simulated_accept_length": 1.0 + sum(acc_per_step),
         "rollouts": tried,
+        "chain_read_out": read_out,
     }
 
 

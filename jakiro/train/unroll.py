@@ -67,13 +67,16 @@ def valid_positions(length: int, step: int, device: torch.device | str = "cpu") 
     return (torch.arange(length, device=device) >= step - 1).float()
 
 
-def unroll(model, features: torch.Tensor, input_ids: torch.Tensor, steps: int, contrastive: bool):
+def unroll(model, features: torch.Tensor, input_ids: torch.Tensor, steps: int, contrastive: bool,
+           read_out: str = "mix"):
     """Run ``steps`` rollout steps; return ``[(mix_j, contrastive_j or None) for j in 1..steps]``, each [B,S,H].
 
     ``features`` [B,S,H] and ``input_ids`` [B,S] are paired ``(f_p, x_{p+1})``. ``model`` may be wrapped
     (DDP / DeepSpeed): it is only called. With ``steps == 1`` this is exactly the plain causal forward.
+    ``read_out`` names the branch fed back and returned in the ``mix`` slot when there is no contrastive branch
+    (a head's ``chain_read_out``: Jakiro*'s drafted chain follows its dominant expert).
     """
-    branches = "both" if contrastive else "mix"
+    branches = "both" if contrastive else read_out
 
     def split(out):
         return out if contrastive else (out, None)

@@ -24,7 +24,7 @@ from jakiro.model.cnets import JakiroDraftModel
 from jakiro.model.configs import DraftConfig
 from jakiro.model.kv_cache import PreallocatedLayer
 
-StarBranches = Literal["mix", "experts", "both"]
+StarBranches = Literal["mix", "experts", "both", "dominant"]
 
 
 class NeoXExpert(nn.Module):
@@ -70,6 +70,7 @@ class JakiroStarHead(JakiroDraftModel):
     """Draft head whose experts draft independently; loads and saves like every core head."""
 
     methods = ("jakiro_star",)
+    chain_read_out = "dominant"  # held-out chains follow the first child drafted at every node (`jakiro.train.rollout`)
 
     def build_ffn(self, config: DraftConfig) -> nn.Module:
         return DecoupledExperts(config.hidden_size, config.expert_intermediate_size, config.num_experts)
@@ -89,11 +90,16 @@ class JakiroStarHead(JakiroDraftModel):
     def forward(self, features: torch.Tensor, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, cache: PreallocatedLayer | None = None,
                 branches: StarBranches = "mix", last_only: bool = False):
-        """``mix`` [B,S,H] (default, as the core's heads), ``experts`` [E,B,S,H], or ``both`` (mix, experts)."""
-        if branches not in ("mix", "experts", "both"):
-            raise ValueError(f"a Jakiro* head reads out 'mix', 'experts' or 'both', not {branches!r}")
+        """``mix`` [B,S,H] (default, as the core's heads), ``experts`` [E,B,S,H], ``both`` (mix, experts), or
+        ``dominant`` [B,S,H]: per position the expert with the largest gate logit, whose best token the drafter
+        proposes first and whose feature that child continues from."""
+        if branches not in ("mix", "experts", "both", "dominant"):
+            raise ValueError(f"a Jakiro* head reads out 'mix', 'experts', 'both' or 'dominant', not {branches!r}")
         hidden = self.attend(features, input_ids, positions, mask, cache, last_only)
         outputs, gate_logits = self._experts(hidden)
+        if branches == "dominant":
+            index = gate_logits.argmax(-1)[None, ..., None].expand(1, *outputs.shape[1:])
+            return hidden + outputs.gather(0, index)[0]
         mix = hidden + DecoupledExperts.mixture(outputs, gate_logits) if branches != "experts" else None
         if branches == "mix":
             return mix

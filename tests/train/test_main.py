@@ -35,7 +35,7 @@ def test_train_export_load_and_stay_lossless(tiny_data, tiny_base_dir, tmp_path,
     assert [r["epoch"] for r in records] == [0, 1]
     for record in records:
         assert record["holdout_rollouts"] > 0 and 1.0 <= record["holdout_simulated_accept_length"] <= 6.0
-        assert len(record["holdout_acc_per_step"]) == 5
+        assert len(record["holdout_acc_per_step"]) == 5 and record["holdout_chain_read_out"] == "mix"
     steps = int(variant[variant.index("--rollout-steps") + 1]) if "--rollout-steps" in variant else 1
     assert all(r["rollout_steps_train"] == steps and r["train_tokens_per_second"] > 0 for r in records)
     head_config = json.loads((out / "head" / "config.json").read_text())

@@ -53,8 +53,25 @@ def test_read_outs_agree(tiny_base):
     torch.testing.assert_close(both[0], mix)
     torch.testing.assert_close(both[1], experts)
     assert not torch.allclose(experts[0], experts[1], atol=1e-3)  # decoupled experts really differ
-    with pytest.raises(ValueError, match="'mix', 'experts' or 'both'"):
+    with pytest.raises(ValueError, match="'mix', 'experts', 'both' or 'dominant'"):
         head(features, ids, branches="contrastive")
+
+
+def test_dominant_read_out_is_the_largest_gate_logits_expert(tiny_base):
+    """The chain the held-out metrics follow: per position, the expert the drafter proposes from first."""
+    base = tiny_base("llama")
+    head = star_head(base)
+    torch.manual_seed(1)
+    features, ids = torch.randn(2, 9, base.config.hidden_size), torch.randint(base.config.vocab_size, (2, 9))
+    with torch.no_grad():
+        dominant = head(features, ids, branches="dominant")
+        step = head.expert_step(features, ids)
+    chosen = step.gate_logits.argmax(-1)
+    assert 0 < int(chosen.sum()) < chosen.numel()  # both experts dominate somewhere, so the gather is exercised
+    for b in range(2):
+        for position in range(9):
+            torch.testing.assert_close(dominant[b, position], step.features[chosen[b, position], b, position])
+    assert head.chain_read_out == "dominant"
 
 
 def test_save_load_roundtrip(tiny_base, tmp_path):

@@ -37,6 +37,7 @@ def trained(tiny_data, tiny_base_dir, tmp_path_factory) -> Path:
 def test_train_export_load_and_stay_lossless(trained, tiny_base_dir):
     assert [r["epoch"] for r in records(trained)] == [0, 1]
     assert all(r["holdout_rollouts"] > 0 and r["train_top1"] >= 0 for r in records(trained))
+    assert all(r["holdout_chain_read_out"] == "dominant" for r in records(trained))
     tau = [r for r in map(json.loads, (trained / "metrics.jsonl").read_text().splitlines()) if "tau_by_tree_size" in r]
     assert len(tau) == 1 and set(tau[0]["tau_by_tree_size"]) == {"4", "60"}  # measured with the Jakiro* drafter
     assert tau[0]["same_output_for_every_tree_size"]
