@@ -18,8 +18,8 @@
 #   The data is generated once, into WORKDIR/data_all (answers already committed are reused, only their
 #   features recomputed); every stage reads a view of its first shards, WORKDIR/data_SAMPLES.
 #   The shipped heads:
-#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2 7008:1:2e-4:2:3 7008:1:3e-4:2:3:0.2 7008:1:3e-4:2:3:0.2 8832:1:3e-4:2:3:0.2:7008 s94-157:1:3e-4:2:3:0.2 s154-191:1:3e-4:2:3:0.2:s94-157" \
-#       REVOCAB="16384:94-153,158-199,201" KANGAROO_FINETUNE="7008:2:5e-4" \
+#     FINETUNE="3840:3:5e-4 4704:3:4e-4 6240:2:4e-4 7008:1:3e-4:2 7008:1:2e-4:2:3 7008:1:3e-4:2:3:0.2 7008:1:3e-4:2:3:0.2 8832:1:3e-4:2:3:0.2:7008 s94-157:1:3e-4:2:3:0.2 s154-191:1:3e-4:2:3:0.2:s94-157 s154-202:1:2e-4:2:3:0.2:s94-157" \
+#       REVOCAB="16384:94-153,158-199,201:10" KANGAROO_FINETUNE="7008:2:5e-4" \
 #       STAR_FINETUNE="s94-201:1:5e-4:3:s94-157:1000:16384" scripts/train_default_heads.sh WORK 1728 3
 #   (Jakiro and EAGLE-2: 18 shards for 3 epochs, the first 40 shards for 3 more, the first 49 for 3 more, the
 #   first 65 for 2 more, then the first 73 shards, 6,894 conversations, for one more with 2-step rollout, one more
@@ -28,7 +28,8 @@
 #   conversations still held out, a tenth on shards 94-157 alone, 6,051 new conversations, and an eleventh on shards
 #   158-191, 3,232 new conversations, with the tenth stage's held-out split still held out: the view is 154-191 because
 #   --holdout-from needs a view that contains the held-out shards; then REVOCAB widens both heads' draft
-#   vocabularies to 16,384 tokens, no training).
+#   vocabularies to 16,384 tokens, no training, and a twelfth stage on shards 154-202 at lr 2e-4 trains over those
+#   16,384 tokens: 1,585,419 tokens, shards 192-202 new).
 #   `scripts/train_default_heads.sh WORK 1728 3` is the same-data, same-budget run behind README's method
 #   comparison (the first 18 shards, 3 epochs, bf16 on CPU); the shipped Jakiro* head adds
 #   STAR_FINETUNE="s94-201:1:5e-4:3:s94-157:1000:16384" (1,000 batches of shards 94-201, held-out split of the
