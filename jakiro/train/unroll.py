@@ -54,6 +54,11 @@ class StepKV:
         return copy
 
 
+def shifted(prediction: torch.Tensor) -> torch.Tensor:
+    """``prediction[:, p - 1]`` at position p (zeros at 0): the feature the next rollout step reads at p."""
+    return torch.cat((torch.zeros_like(prediction[:, :1]), prediction[:, :-1]), dim=1)
+
+
 def rollout_mask(length: int, step: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Boolean attention mask ``[1, 1, length, step * length]`` of rollout step ``step`` (1-based)."""
     p = torch.arange(length, device=device)[:, None]
@@ -90,5 +95,5 @@ def unroll(model, features: torch.Tensor, input_ids: torch.Tensor, steps: int, c
         mix, right = split(model(hidden, input_ids, positions, rollout_mask(length, step, input_ids.device), cache,
                                  branches=branches))
         outputs.append((mix, right))
-        hidden = torch.cat((torch.zeros_like(mix[:, :1]), mix[:, :-1]), dim=1)  # h_j[p-1] feeds position p
+        hidden = shifted(mix)  # h_j[p-1] feeds position p
     return outputs

@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from jakiro.train.unroll import StepKV, rollout_mask
-
-
-def shifted(prediction: torch.Tensor) -> torch.Tensor:
-    """``prediction[:, p - 1]`` at position p (zeros at 0): the feature the next step reads at p."""
-    return torch.cat((torch.zeros_like(prediction[:, :1]), prediction[:, :-1]), dim=1)
+from jakiro.train.unroll import StepKV, rollout_mask, shifted
 
 
 def expert_unroll(model, features: torch.Tensor, input_ids: torch.Tensor, steps: int
