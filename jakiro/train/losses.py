@@ -129,12 +129,17 @@ def branch_loss(prediction: torch.Tensor, features: torch.Tensor, weight: torch.
 def rollout_outputs(model, batch: dict[str, torch.Tensor], config, steps: int, contrastive: bool,
                     noise_generator: torch.Generator | None = None, read_out: str = "mix"):
     """The draft's outputs for ``steps`` rollout steps on a padded batch (noise on the real features only)."""
-    features, ids = batch["hidden_state"], batch["input_ids"]
-    inputs = features[:, :-1]
+    return unroll(model, noisy_inputs(batch, config, noise_generator), batch["input_ids"][:, 1:], steps, contrastive,
+                  read_out)
+
+
+def noisy_inputs(batch: dict[str, torch.Tensor], config, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    """The real features ``f_0..f_{S-2}`` a draft reads, with the training noise U(-noise/2, noise/2) added."""
+    inputs = batch["hidden_state"][:, :-1]
     if config.noise > 0:
         noise = torch.rand(inputs.shape, generator=noise_generator, device="cpu").to(inputs.device, inputs.dtype)
         inputs = inputs + (noise - 0.5) * config.noise
-    return unroll(model, inputs, ids[:, 1:], steps, contrastive, read_out)
+    return inputs
 
 
 def answer_index(loss_mask: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from jakiro.train.losses import Teacher, answer_start_weighted, branch_loss
+from jakiro.train.losses import Teacher, answer_start_weighted, branch_loss, noisy_inputs
 from jakiro.train.unroll import valid_positions
 
 from .unroll import expert_unroll
@@ -36,13 +36,10 @@ def star_loss(model, batch: dict[str, torch.Tensor], config, noise_generator: to
 
     Same signature as `jakiro.train.losses.draft_loss` (``contrastive`` is ignored: Jakiro* has no
     contrastive branch); ``model`` may be wrapped (DDP / DeepSpeed), then pass ``head_weight``."""
-    features, ids = batch["hidden_state"], batch["input_ids"]
-    inputs = features[:, :-1]
-    if config.noise > 0:
-        noise = torch.rand(inputs.shape, generator=noise_generator, device="cpu").to(inputs.device, inputs.dtype)
-        inputs = inputs + (noise - 0.5) * config.noise
+    features = batch["hidden_state"]
     head = model.head_weight if head_weight is None else head_weight
-    outputs = expert_unroll(model, inputs, ids[:, 1:], getattr(config, "rollout_steps_train", 1))
+    outputs = expert_unroll(model, noisy_inputs(batch, config, noise_generator), batch["input_ids"][:, 1:],
+                            getattr(config, "rollout_steps_train", 1))
     batch = answer_start_weighted(batch, config)
     mask = batch["loss_mask"] * batch["attention"]
     teacher = Teacher(features, mask, head)
