@@ -122,14 +122,19 @@ def repeated_ngram_fraction(answers: list[list[int]], n: int = 4) -> float:
 
 def measure_run(head: str | Path, data: str | Path, base_model_path: str, run: str | Path | None,
                 holdout_fraction: float, prompts: int, max_new_tokens: int, tree_sizes=DEFAULT_TREE_SIZES,
-                depth: int = 5, top_k: int = 8, device=None, cepd: bool | None = None) -> dict:
-    """Measure, print one JSON line, and append it to ``run/metrics.jsonl`` when a run folder is given."""
-    base, tokenizer = load_base_model(base_model_path, torch_dtype="float32", device_map=None)
+                depth: int = 5, top_k: int = 8, device=None, cepd: bool | None = None,
+                dtype: str = "float32") -> dict:
+    """Measure, print one JSON line, and append it to ``run/metrics.jsonl`` when a run folder is given.
+
+    ``dtype`` is the base model's (and so the features'): the data pipeline captures features in the dtype it
+    generated with, so measuring in that dtype shows what a train/inference precision mismatch costs."""
+    base, tokenizer = load_base_model(base_model_path, torch_dtype=dtype, device_map=None)
     if device is not None:
         base.to(device)
     record = tau_by_tree_size(base, tokenizer, head, held_out_prompts(data, holdout_fraction, prompts), tree_sizes,
                               depth, top_k, max_new_tokens, cepd)
     record["head"] = str(head)
+    record["tau_settings"]["base_dtype"] = dtype
     if run is not None:
         with open(Path(run) / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -152,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=8)
     parser.add_argument("--no-cepd", action="store_true",
                         help="draft a Jakiro head without its contrastive last level (what that level adds to τ)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="the base model's dtype (default float32, what the engine runs on CPU); the "
+                             "self-distilled data was captured in bfloat16")
     return parser
 
 
@@ -170,7 +178,8 @@ def run_command(args: argparse.Namespace) -> dict:
 
     resolve_head_path(args.head)  # a missing head fails before the base model loads
     return measure_run(args.head, args.data, args.base_model_path, args.run, fraction, args.prompts,
-                       args.max_new_tokens, sizes, args.depth, args.top_k, cepd=False if args.no_cepd else None)
+                       args.max_new_tokens, sizes, args.depth, args.top_k, cepd=False if args.no_cepd else None,
+                       dtype=args.dtype)
 
 
 def main(argv: list[str] | None = None) -> None:

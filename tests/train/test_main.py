@@ -205,6 +205,11 @@ def test_measure_tau_command_reads_held_out_prompts(tiny_data, tiny_base_dir, tm
     assert without_level["tau_settings"]["cepd"] is False
     # greedy output never depends on the drafter: the same answer with and without the contrastive level
     assert without_level["tau_details"]["16"]["new_tokens"] == record["tau_details"]["16"]["new_tokens"]
+    assert record["tau_settings"]["base_dtype"] == "float32"
+    measure(["--head", str(out / "head"), "--data", str(tiny_data), "--base-model-path", str(tiny_base_dir),
+             "--run", str(out), "--prompts", "1", "--max-new-tokens", "4", "--tree-sizes", "16", "--dtype", "bfloat16"])
+    in_bf16 = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert in_bf16["tau_settings"]["base_dtype"] == "bfloat16" and in_bf16["tau_details"]["16"]["rounds"] >= 1
     with pytest.raises(SystemExit):
         measure(["--head", str(out / "head"), "--data", str(tiny_data), "--tree-sizes", "1,x"])
     assert "tree sizes" in capsys.readouterr().err
