@@ -84,6 +84,7 @@ def tau_by_tree_size(base, tokenizer, head: str | Path, prompts: list[torch.Tens
     return {"tau_by_tree_size": {size: value["tau"] for size, value in result.items()}, "tau_details": result,
             "tau_settings": {"depth": depth, "top_k": top_k, "temperature": 0.0, "prompts": len(prompts),
                              "max_new_tokens": max_new_tokens, "prompt_source": "held-out conversations",
+                             "base_dtype": str(base.dtype).removeprefix("torch."),
                              **({} if cepd is None else {"cepd": cepd})},
             "same_output_for_every_tree_size": all(answers == outputs[0] for answers in outputs),
             "repeated_4gram_fraction": repeated_ngram_fraction(outputs[0]) if outputs else None}
@@ -126,15 +127,14 @@ def measure_run(head: str | Path, data: str | Path, base_model_path: str, run: s
                 dtype: str = "float32") -> dict:
     """Measure, print one JSON line, and append it to ``run/metrics.jsonl`` when a run folder is given.
 
-    ``dtype`` is the base model's (and so the features'): the data pipeline captures features in the dtype it
-    generated with, so measuring in that dtype shows what a train/inference precision mismatch costs."""
+    ``dtype`` is the base model's (and so the features' and the greedy answers'): the self-distilled data is made in
+    bf16, the engine verifies in fp32 on CPU, and measuring in both tells a precision mismatch from other causes."""
     base, tokenizer = load_base_model(base_model_path, torch_dtype=dtype, device_map=None)
     if device is not None:
         base.to(device)
     record = tau_by_tree_size(base, tokenizer, head, held_out_prompts(data, holdout_fraction, prompts), tree_sizes,
                               depth, top_k, max_new_tokens, cepd)
     record["head"] = str(head)
-    record["tau_settings"]["base_dtype"] = dtype
     if run is not None:
         with open(Path(run) / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")

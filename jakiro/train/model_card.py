@@ -119,22 +119,25 @@ vocabulary), simulated chain acceptance length {last['holdout_simulated_accept_l
 
 
 def tau_section(taus: list[dict]) -> str:
-    """One τ table per answer length measured (the last record of each; drafting without the contrastive level
-    is its own table), shortest answers first: τ grows with how far into the answer the rounds run."""
+    """One τ table per answer length measured (the last record of each; drafting without the contrastive level,
+    and a base model in another dtype than float32, are tables of their own), shortest answers first: τ grows with
+    how far into the answer the rounds run."""
     if not taus:
         return "not measured (train without `--tau-prompts 0` or run `python -m jakiro.train.measure_tau`)"
     latest: dict[tuple, dict] = {}
     for tau in taus:
         settings = tau["tau_settings"]
-        latest[(settings["max_new_tokens"], settings.get("cepd", True) is False)] = tau
+        dtype = settings.get("base_dtype", "float32")
+        latest[(settings["max_new_tokens"], settings.get("cepd", True) is False, dtype != "float32", dtype)] = tau
     tables = []
-    for (_, without_level), tau in sorted(latest.items()):
+    for (_, without_level, _, dtype), tau in sorted(latest.items()):
         sizes = list(tau["tau_by_tree_size"])
         settings = tau["tau_settings"]
         tables.append(f"Greedy, depth {settings['depth']}, top_k {settings['top_k']}, {settings['prompts']} held-out "
                       f"prompts, up to {settings['max_new_tokens']} new tokens each (stopping at the answer's end; "
                       "real engine, `EaModel`"
                       + (", drafting without the contrastive last level, `--no-cepd`" if without_level else "")
+                      + (f", the base model in {dtype}, `--dtype {dtype}`" if dtype != "float32" else "")
                       + "):\n\n| tree nodes | " + " | ".join(sizes) + " |\n|" + " --- |" * (len(sizes) + 1) + "\n| τ | "
                       + " | ".join(f"{tau['tau_by_tree_size'][s]:.2f}" for s in sizes) + " |" + position_rows(tau, sizes))
     return "\n\n".join(tables)

@@ -343,6 +343,12 @@ def test_card_shows_one_tau_table_per_answer_length_shortest_first():
     from jakiro.model.budget import parse_card_tau
 
     assert parse_card_tau(text) == {16: 2.25}  # the auto tree reads the first table: the short answers' curve
+    # a base model measured in bf16 is a table of its own, after the float32 one of the same length
+    text = tau_section([record(32, 12, 2.25, base_dtype="float32"), record(32, 48, 2.66, base_dtype="bfloat16")])
+    tables = text.split("Greedy,")[1:]
+    assert len(tables) == 2 and "| τ | 2.25 |" in tables[0] and "--dtype" not in tables[0]
+    assert "| τ | 2.66 |" in tables[1] and "the base model in bfloat16, `--dtype bfloat16`" in tables[1]
+    assert parse_card_tau(text) == {16: 2.25}
 
 
 def test_holdout_from_trains_on_the_rest_and_records_it(tiny_data, tiny_base_dir, tmp_path):
